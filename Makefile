@@ -1,0 +1,45 @@
+# Burro's entry point: people and CI run the same targets. `make help` lists them.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+# uv from PATH, else the one pip installs (bootstrapped by `make install`).
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: install
+install: ## Install Burro and its tools (uv, then the locked dependencies)
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --locked --python 3.11
+
+.PHONY: dev
+dev: install ## Run everything locally: Redis, API, worker, and the sandbox without OPENAI_API_KEY
+	$(UV) run burro dev
+
+.PHONY: test
+test: install lint typecheck ## Lint, type-check and run every test
+	$(UV) run pytest
+
+.PHONY: lint
+lint: ## Ruff: format check and lint
+	$(UV) run ruff format --check .
+	$(UV) run ruff check .
+
+.PHONY: format
+format: ## Format and fix what ruff can
+	$(UV) run ruff format .
+	$(UV) run ruff check --fix .
+
+.PHONY: typecheck
+typecheck: ## mypy, strict
+	$(UV) run mypy
+
+.PHONY: openapi
+openapi: ## Regenerate openapi/openapi.json from the code
+	$(UV) run burro openapi
+
+.PHONY: bench-validate
+bench-validate: install ## Benchmark the dataset checks against the cookbook and bare tokenizing
+	$(UV) run python bench/validate.py

@@ -1,0 +1,1 @@
+"""The `burro` command: runs the API (`service`), the workers (`workers`) and the sandbox."""

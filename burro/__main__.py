@@ -1,0 +1,5 @@
+import sys
+
+from burro.cli import main
+
+sys.exit(main())

@@ -1,0 +1,166 @@
+"""`burro`: the command that runs Burro's parts (API, worker, sandbox) alone or together."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import uvicorn
+
+from service.settings import Settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="burro", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the API")
+    serve.add_argument("--host", default=os.environ.get("BURRO_HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=int(os.environ.get("BURRO_PORT", "8000")))
+
+    commands.add_parser("worker", help="run an arq worker")
+
+    dev = commands.add_parser("dev", help="Redis, API, worker and (without a key) the sandbox")
+    dev.add_argument("--port", type=int, default=int(os.environ.get("BURRO_PORT", "8000")))
+
+    sandbox = commands.add_parser("sandbox", help="run the OpenAI-compatible sandbox alone")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8766)
+
+    keys = commands.add_parser("keys", help="manage API keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = key_commands.add_parser("create", help="print a new key for a tenant, once")
+    create.add_argument("--tenant", required=True)
+
+    openapi = commands.add_parser("openapi", help="write openapi/openapi.json")
+    openapi.add_argument("--output", type=Path, default=Path("openapi/openapi.json"))
+
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return serve_api(args.host, args.port)
+    if args.command == "worker":
+        return run_worker()
+    if args.command == "dev":
+        return run_dev(args.port)
+    if args.command == "sandbox":
+        return run_sandbox(args.host, args.port)
+    if args.command == "keys":
+        return asyncio.run(create_key(args.tenant))
+    if args.command == "openapi":
+        write_openapi(args.output)
+        return 0
+    return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+def serve_api(host: str, port: int) -> int:
+    uvicorn.run(
+        "service.asgi:app",
+        host=host,
+        port=port,
+        log_config=None,  # structlog renders the logs
+        access_log=False,  # the request middleware logs each request once
+        proxy_headers=True,
+    )
+    return 0
+
+
+def run_worker() -> int:
+    from workers.main import run
+
+    return run(Settings.from_env())
+
+
+def run_sandbox(host: str, port: int) -> int:
+    from sandbox.app import serve
+
+    from sandbox.config import SandboxConfig
+
+    serve(SandboxConfig.from_env(), host=host, port=port)
+    return 0
+
+
+async def create_key(tenant: str) -> int:
+    from redis.asyncio import Redis
+
+    from service.tenants import create_key as make_key
+
+    settings = Settings.from_env()
+    if not settings.redis_url:
+        print("REDIS_URL is not set", file=sys.stderr)
+        return 2
+    redis = Redis.from_url(settings.redis_url, socket_timeout=10)
+    try:
+        print(await make_key(redis, tenant))
+    finally:
+        await redis.aclose()
+    return 0
+
+
+def openapi_document() -> dict[str, object]:
+    """The OpenAPI document the code describes (no Redis needed)."""
+    from service.app import create_app
+
+    app = create_app(Settings(), configure_logs=False)
+    return app.openapi_schema.to_schema()
+
+
+def write_openapi(output: Path) -> None:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(openapi_document(), indent=2, sort_keys=True) + "\n")
+    print(f"wrote {output}")
+
+
+def run_dev(port: int) -> int:
+    """Everything on one machine; children are stopped when this process ends."""
+    from burro.redis_server import RedisServer
+
+    env = dict(os.environ)
+    settings = Settings.from_env()
+    env.setdefault("BURRO_DATA_DIR", str(settings.data_dir))
+    env.setdefault("BURRO_WEBHOOK_ALLOW_PRIVATE", "true")
+    env.setdefault("BURRO_POLL_INTERVAL", "2")
+    redis_server = None
+    if not settings.redis_url:
+        redis_server = RedisServer(data_dir=settings.data_dir / "redis")
+        env["REDIS_URL"] = redis_server.start()
+        print(f"burro dev: Redis at {env['REDIS_URL']} (data in {redis_server.data_dir})")
+    if not env.get("BURRO_API_KEYS"):
+        env["BURRO_API_KEYS"] = "dev:dev-key"
+        print("burro dev: API key for tenant 'dev' is 'dev-key' (set BURRO_API_KEYS to change)")
+    children: list[subprocess.Popen[bytes]] = []
+    burro = [sys.executable, "-m", "burro"]
+    if not env.get("OPENAI_API_KEY"):
+        env.setdefault("BURRO_SANDBOX_STEP_SECONDS", "2")
+        children.append(subprocess.Popen([*burro, "sandbox", "--port", "8766"], env=env))  # noqa: S603
+        print("burro dev: no OPENAI_API_KEY, so jobs train on the sandbox at 127.0.0.1:8766")
+    children.append(subprocess.Popen([*burro, "worker"], env=env))  # noqa: S603
+    api = subprocess.Popen([*burro, "serve", "--port", str(port)], env=env)  # noqa: S603
+    children.append(api)
+    print(f"burro dev: API at http://127.0.0.1:{port}/v1 (docs at /openapi)")
+
+    def stop(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        api.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for child in children:
+            child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        if redis_server is not None:
+            redis_server.stop()
+    return 0

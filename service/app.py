@@ -1,0 +1,190 @@
+"""The app factory: wires settings, Redis, the queue, errors and every domain's routes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from litestar import Litestar, MediaType, Request, Response
+from litestar.config.app import AppConfig
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.enums import ScopeType
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from service import health
+from service.context import Resources
+from service.errors import BurroError
+from service.ids import new_id
+from service.logging import configure_logging
+from service.queue import Queue
+from service.settings import Settings
+from service.tenants import KeyRing
+
+log = structlog.get_logger("burro.api")
+
+PROBLEM_JSON = "application/problem+json"
+# Paths that speak OpenAI's dialect, errors included, so OpenAI clients parse them.
+OPENAI_COMPATIBLE_PREFIXES = ("/v1/chat/", "/v1/models")
+
+
+def create_app(settings: Settings, *, configure_logs: bool = True) -> Litestar:
+    """Build the API for `settings`; nothing connects until the app starts."""
+    if configure_logs:
+        configure_logging(settings.log_level, settings.log_json)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        if settings.redis_url is None:
+            raise RuntimeError("REDIS_URL is not set (burro dev starts a Redis of its own)")
+        queue = await Queue.connect(settings.redis_url)
+        resources = Resources.build(settings, queue, KeyRing(queue.redis, settings.api_keys))
+        app.state.resources = resources
+        log.info("api.started", redis=_safe_url(settings.redis_url))
+        try:
+            yield
+        finally:
+            await resources.close()
+
+    config = AppConfig(
+        route_handlers=_route_handlers(),
+        dependencies={"resources": Provide(_provide_resources, sync_to_thread=False)},
+        exception_handlers={Exception: handle_exception},
+        lifespan=[lifespan],
+        middleware=[request_context_middleware],
+        openapi_config=OpenAPIConfig(
+            title="Burro",
+            version="1",
+            description="Runs OpenAI fine-tuning for other systems. Contract: SPEC.md.",
+            path="/openapi",
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(type="http", scheme="bearer", description="Burro key")
+                }
+            ),
+            security=[{"bearer": []}],
+        ),
+        state=State({"settings": settings}),
+    )
+    return Litestar.from_config(config)
+
+
+def _route_handlers() -> list[Any]:
+    from service.datasets.routes import router as datasets
+
+    return [health.router, datasets]
+
+
+def _provide_resources(state: State) -> Resources:
+    resources: Resources = state.resources
+    return resources
+
+
+def _safe_url(url: str) -> str:
+    # Never log a Redis password.
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}{rest.rpartition('@')[2]}"
+
+
+def request_context_middleware(app: ASGIApp) -> ASGIApp:
+    """Bind a request id to every log line of a request, echo it, and log the request once."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await app(scope, receive, send)
+            return
+        request_id = next(
+            (v.decode() for k, v in scope["headers"] if k == b"x-request-id" and len(v) <= 128),
+            None,
+        ) or new_id("req_")
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
+                ]
+            await send(message)
+
+        try:
+            await app(scope, receive, send_with_id)
+        finally:
+            log.info(
+                "http.request",
+                method=scope["method"],
+                path=scope["path"],
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+
+    return middleware
+
+
+def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """The one mapping from errors to HTTP answers: problem details, or OpenAI's shape."""
+    if isinstance(exc, BurroError):
+        status, code, title, detail, extensions = (
+            exc.status_code,
+            exc.code,
+            exc.title,
+            exc.detail,
+            exc.extensions,
+        )
+    elif isinstance(exc, ValidationException):
+        status, code, title = 400, "bad_request", "Malformed request"
+        detail = exc.detail
+        extensions = {"errors": exc.extra} if exc.extra else {}
+    elif isinstance(exc, HTTPException):
+        status, code, title = exc.status_code, _code_for(exc.status_code), exc.detail
+        detail = exc.detail
+        extensions = {}
+    else:
+        log.exception("http.unhandled_error", path=request.url.path)
+        status, code, title = 500, "internal_error", "Internal error"
+        detail = "Burro failed to answer this request; it has been logged."
+        extensions = {}
+    headers = dict(getattr(exc, "headers", None) or {})
+    if request.url.path.startswith(OPENAI_COMPATIBLE_PREFIXES):
+        return Response(
+            {"error": openai_error(status, code, detail, extensions.get("param"))},
+            status_code=status,
+            media_type=MediaType.JSON,
+            headers=headers,
+        )
+    body = {"type": f"urn:burro:problem:{code}", "title": title, "status": status, "detail": detail}
+    body.update(extensions)
+    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def openai_error(status: int, code: str, message: str, param: str | None = None) -> dict[str, Any]:
+    """An error body in OpenAI's shape."""
+    kinds = {401: "authentication_error", 403: "permission_error", 404: "invalid_request_error"}
+    kind = kinds.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    openai_codes = {"unauthorized": "invalid_api_key", "not_found": "model_not_found"}
+    return {"message": message, "type": kind, "param": param, "code": openai_codes.get(code, code)}
+
+
+def _code_for(status: int) -> str:
+    return {
+        400: "bad_request",
+        401: "unauthorized",
+        404: "not_found",
+        405: "method_not_allowed",
+        409: "conflict",
+        413: "payload_too_large",
+        415: "unsupported_media_type",
+        422: "unprocessable",
+        429: "rate_limited",
+    }.get(status, "internal_error" if status >= 500 else "http_error")

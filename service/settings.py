@@ -1,0 +1,140 @@
+"""Settings: one frozen object, read from the environment once and passed down."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import msgspec
+
+DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+
+
+class ProviderSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Where one named upstream lives and how to reach it."""
+
+    name: str
+    kind: str = "openai"  # "openai" (any OpenAI-compatible server) or "azure"
+    base_url: str | None = None
+    api_key: str | None = None
+    api_version: str | None = None  # Azure only
+    # OpenAI's list endpoint filters by metadata, which lets one call refresh many jobs.
+    supports_list_polling: bool = True
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything Burro reads from its environment."""
+
+    redis_url: str | None = None
+    data_dir: Path = Path("data")
+    api_keys: tuple[tuple[str, str], ...] = ()  # (tenant, key) pairs for development
+    default_provider: str = "sandbox"
+    providers: tuple[ProviderSettings, ...] = ()
+    openai_webhook_secret: str | None = None
+    poll_interval: float = 10.0
+    stuck_after: float = 3600.0
+    webhook_timeout: float = 15.0
+    webhook_retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
+    webhook_allow_private: bool = False
+    max_dataset_bytes: int = 512 * 1024 * 1024
+    allowed_base_models: tuple[str, ...] = ()
+    models_file: Path | None = None
+    log_level: str = "INFO"
+    log_json: bool | None = None  # None: JSON unless stderr is a terminal
+
+    def provider(self, name: str) -> ProviderSettings | None:
+        """The provider configured under `name`, if any."""
+        return next((p for p in self.providers if p.name == name), None)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read the settings from `environ` (the process environment by default)."""
+        env = os.environ if environ is None else environ
+        openai_key = env.get("OPENAI_API_KEY") or None
+        providers = _providers_from_env(env, openai_key)
+        return cls(
+            redis_url=env.get("REDIS_URL") or None,
+            data_dir=Path(env.get("BURRO_DATA_DIR", "data")),
+            api_keys=_parse_api_keys(env.get("BURRO_API_KEYS", "")),
+            default_provider=env.get("BURRO_PROVIDER") or ("openai" if openai_key else "sandbox"),
+            providers=providers,
+            openai_webhook_secret=env.get("OPENAI_WEBHOOK_SECRET") or None,
+            poll_interval=float(env.get("BURRO_POLL_INTERVAL", "10")),
+            stuck_after=float(env.get("BURRO_STUCK_AFTER", "3600")),
+            webhook_timeout=float(env.get("BURRO_WEBHOOK_TIMEOUT", "15")),
+            webhook_retry_schedule=_parse_schedule(env.get("BURRO_WEBHOOK_RETRY_SCHEDULE")),
+            webhook_allow_private=_parse_bool(env.get("BURRO_WEBHOOK_ALLOW_PRIVATE", "false")),
+            max_dataset_bytes=int(env.get("BURRO_MAX_DATASET_BYTES", str(512 * 1024 * 1024))),
+            allowed_base_models=tuple(
+                m.strip() for m in env.get("BURRO_ALLOWED_BASE_MODELS", "").split(",") if m.strip()
+            ),
+            models_file=Path(env["BURRO_MODELS_FILE"]) if env.get("BURRO_MODELS_FILE") else None,
+            log_level=env.get("BURRO_LOG_LEVEL", "INFO").upper(),
+            log_json=_parse_bool(env["BURRO_LOG_JSON"]) if env.get("BURRO_LOG_JSON") else None,
+        )
+
+
+def _parse_api_keys(raw: str) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for item in raw.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        tenant, sep, key = item.partition(":")
+        if not sep or not tenant or not key:
+            raise ValueError("BURRO_API_KEYS takes tenant:key pairs, comma separated")
+        pairs.append((tenant, key))
+    return tuple(pairs)
+
+
+def _parse_schedule(raw: str | None) -> tuple[float, ...]:
+    if not raw:
+        return DEFAULT_RETRY_SCHEDULE
+    return tuple(float(s) for s in raw.split(",") if s.strip())
+
+
+def _parse_bool(raw: str) -> bool:
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _providers_from_env(
+    env: Mapping[str, str], openai_key: str | None
+) -> tuple[ProviderSettings, ...]:
+    """The built-in providers plus any named by `BURRO_PROVIDERS`.
+
+    `BURRO_PROVIDERS=name1,name2` adds OpenAI-compatible upstreams, each configured by
+    `BURRO_PROVIDER_<NAME>_BASE_URL` and `BURRO_PROVIDER_<NAME>_API_KEY`.
+    """
+    providers = [
+        ProviderSettings(
+            name="openai",
+            base_url=env.get("OPENAI_BASE_URL") or None,
+            api_key=openai_key,
+        ),
+        ProviderSettings(
+            name="sandbox",
+            base_url=env.get("BURRO_SANDBOX_URL", "http://127.0.0.1:8766/v1"),
+            api_key="sandbox",
+        ),
+    ]
+    if env.get("AZURE_OPENAI_ENDPOINT"):
+        providers.append(
+            ProviderSettings(
+                name="azure",
+                kind="azure",
+                base_url=env["AZURE_OPENAI_ENDPOINT"],
+                api_key=env.get("AZURE_OPENAI_API_KEY"),
+                api_version=env.get("OPENAI_API_VERSION", "2025-04-01-preview"),
+            )
+        )
+    for name in filter(None, (n.strip() for n in env.get("BURRO_PROVIDERS", "").split(","))):
+        prefix = f"BURRO_PROVIDER_{name.upper().replace('-', '_')}_"
+        providers.append(
+            ProviderSettings(
+                name=name,
+                base_url=env.get(prefix + "BASE_URL"),
+                api_key=env.get(prefix + "API_KEY"),
+            )
+        )
+    return tuple(providers)

@@ -1,0 +1,74 @@
+"""Shared fixtures: a private Redis, settings for a test, and Burro served over real HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from burro.redis_server import RedisServer
+from burro.testing import serve_in_thread
+from service.app import create_app
+from service.settings import Settings
+
+TENANT_KEYS = (("acme", "key-acme"), ("globex", "key-globex"))
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One redis-server for the session, on a free port; never the machine's own."""
+    server = RedisServer(data_dir=tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session's Redis, emptied for this test."""
+    if redis_server.process is None:  # a test killed it: bring it back
+        redis_server.start()
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    return redis_server.url
+
+
+@pytest.fixture
+def settings(redis_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        redis_url=redis_url,
+        data_dir=tmp_path / "data",
+        api_keys=TENANT_KEYS,
+        webhook_allow_private=True,
+        log_level="WARNING",
+        log_json=True,
+    )
+
+
+@pytest.fixture
+def burro_url(settings: Settings) -> Iterator[str]:
+    """Burro's API on a loopback port."""
+    with serve_in_thread(create_app(settings)) as url:
+        yield url
+
+
+@pytest.fixture
+def client(burro_url: str) -> Iterator[httpx.Client]:
+    """An HTTP client authenticated as tenant 'acme'."""
+    with httpx.Client(
+        base_url=burro_url, headers={"Authorization": "Bearer key-acme"}, timeout=30
+    ) as http:
+        yield http
+
+
+@pytest.fixture
+def other_client(burro_url: str) -> Iterator[httpx.Client]:
+    """An HTTP client authenticated as tenant 'globex'."""
+    with httpx.Client(
+        base_url=burro_url, headers={"Authorization": "Bearer key-globex"}, timeout=30
+    ) as http:
+        yield http
