@@ -1,0 +1,1 @@
+"""Outgoing webhooks: sign a job's event, check where it goes, deliver one attempt."""
