@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -12,12 +11,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import msgspec
 import uvicorn
 
 from service.settings import Settings
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The `burro` command line (also checked against docker-compose.yml by the tests)."""
     parser = argparse.ArgumentParser(prog="burro", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -41,8 +42,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     openapi = commands.add_parser("openapi", help="write openapi/openapi.json")
     openapi.add_argument("--output", type=Path, default=Path("openapi/openapi.json"))
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.command == "serve":
         return serve_api(args.host, args.port)
     if args.command == "worker":
@@ -74,12 +78,16 @@ def serve_api(host: str, port: int) -> int:
 def run_worker() -> int:
     from workers.main import run
 
-    return run(Settings.from_env())
+    settings = Settings.from_env()
+    if settings.metrics_port:
+        from service.metrics import start_metrics_server
+
+        start_metrics_server(settings.metrics_port)
+    return run(settings)
 
 
 def run_sandbox(host: str, port: int) -> int:
     from sandbox.app import serve
-
     from sandbox.config import SandboxConfig
 
     serve(SandboxConfig.from_env(), host=host, port=port)
@@ -111,9 +119,15 @@ def openapi_document() -> dict[str, object]:
     return app.openapi_schema.to_schema()
 
 
+def openapi_bytes() -> bytes:
+    """The document as committed: sorted keys, two-space indents, a final newline."""
+    encoded = msgspec.json.encode(openapi_document(), order="sorted")
+    return msgspec.json.format(encoded, indent=2) + b"\n"
+
+
 def write_openapi(output: Path) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(openapi_document(), indent=2, sort_keys=True) + "\n")
+    output.write_bytes(openapi_bytes())
     print(f"wrote {output}")
 
 

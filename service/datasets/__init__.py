@@ -1,0 +1,1 @@
+"""Datasets: the first step of the flow, checking and pricing a JSONL file before it is stored."""

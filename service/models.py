@@ -1,0 +1,93 @@
+"""The model table: what each fine-tunable model costs, how it counts tokens, when it retires."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+
+__all__ = ["ModelInfo", "ModelTable", "base_model_name"]
+
+Method = Literal["supervised", "dpo"]
+Price = Annotated[float, msgspec.Meta(ge=0)]
+
+
+class ModelInfo(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One fine-tunable base model, as the table file describes it."""
+
+    name: str
+    encoding: Literal["o200k_base", "cl100k_base"]
+    max_tokens_per_example: Annotated[int, msgspec.Meta(gt=0)]
+    training_usd_per_1m_tokens: Price
+    input_usd_per_1m_tokens: Price
+    output_usd_per_1m_tokens: Price
+    methods: tuple[Method, ...] = ("supervised",)
+    shutdown: datetime.date | None = None
+    training_ends: datetime.date | None = None
+    aliases: tuple[str, ...] = ()
+
+
+class _TableFile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    models: tuple[ModelInfo, ...]
+
+
+def base_model_name(model: str) -> str:
+    """The base of a fine-tuned model id (`ft:BASE:org:suffix:id` → `BASE`); other names as is."""
+    if model.startswith("ft:"):
+        return model.split(":", 2)[1]
+    return model
+
+
+class ModelTable(msgspec.Struct, frozen=True, kw_only=True):
+    """All fine-tunable models, looked up by name, alias, or fine-tuned model id."""
+
+    models: tuple[ModelInfo, ...]
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> ModelTable:
+        """Read the table from `path`, or the one shipped with Burro when `path` is None.
+
+        Raises `msgspec.ValidationError` (or `DecodeError`) naming the bad field of a bad file.
+        """
+        if path is None:
+            data = (resources.files("service") / "models.toml").read_bytes()
+        else:
+            data = path.read_bytes()
+        table = msgspec.toml.decode(data, type=_TableFile)
+        names = [n for m in table.models for n in (m.name, *m.aliases)]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise msgspec.ValidationError(f"model names listed twice: {', '.join(duplicates)}")
+        return cls(models=table.models)
+
+    def __iter__(self) -> Iterator[ModelInfo]:
+        return iter(self.models)
+
+    def get(self, model: str) -> ModelInfo | None:
+        """The entry for `model`: a table name, an alias, or an `ft:` model built on one."""
+        name = base_model_name(model)
+        return next((m for m in self.models if name == m.name or name in m.aliases), None)
+
+    def is_retired(self, model: str, today: datetime.date) -> datetime.date | None:
+        """The day `model` (or its base) shut down, if that is `today` or earlier."""
+        info = self.get(model)
+        if info is None or info.shutdown is None or today < info.shutdown:
+            return None
+        return info.shutdown
+
+    def training_closed(self, model: str, today: datetime.date) -> datetime.date | None:
+        """The day new fine-tuning jobs for `model` stopped, if that is `today` or earlier.
+
+        Jobs close on `training_ends`, or on `shutdown` when that comes first.
+        """
+        info = self.get(model)
+        if info is None:
+            return None
+        ends = [d for d in (info.training_ends, info.shutdown) if d is not None]
+        if not ends or today < min(ends):
+            return None
+        return min(ends)
