@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -201,3 +204,38 @@ def test_malformed_files_get_a_422_never_a_5xx(
     response = client.post("/v1/datasets", content=body, headers=JSONL)
     assert response.status_code == 422, response.text
     assert code in response.json()["error_counts"]
+
+
+def test_one_100_mb_line_is_a_422_not_a_crash(client: httpx.Client, settings: Settings) -> None:
+    huge = b'{"messages": [{"role": "user", "content": "' + b"a" * (100 * 1024 * 1024) + b'"}]}\n'
+    response = client.post("/v1/datasets", content=huge + chat_file(), headers=JSONL)
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["line"] == 1
+    assert stored_files(settings) == []
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_a_body_cut_off_mid_upload_stores_nothing(burro_url: str, settings: Settings) -> None:
+    host, port = burro_url.removeprefix("http://").split(":")
+    body = chat_file(2000)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            b"POST /v1/datasets HTTP/1.1\r\nHost: burro\r\nAuthorization: Bearer key-acme\r\n"
+            b"Content-Type: application/jsonl\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body[: len(body) // 2]
+        )
+        # The upload is being spooled: now hang up in the middle of it.
+        assert wait_until(lambda: bool(stored_files(settings)))
+    assert wait_until(lambda: not stored_files(settings))
+    with httpx.Client(base_url=burro_url, headers={"Authorization": "Bearer key-acme"}) as http:
+        assert http.get("/v1/datasets").json()["data"] == []
+        assert http.post("/v1/datasets", content=body, headers=JSONL).status_code == 201
