@@ -1,0 +1,279 @@
+"""The Job: its stored record, its statuses and their one table of moves, and its wire shapes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from service.store import PREFIX
+
+JobStatus = Literal[
+    "pending",
+    "uploading",
+    "validating_files",
+    "queued",
+    "running",
+    "succeeded",
+    "failed",
+    "cancelled",
+]
+TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+# The statuses that mirror an upstream job.
+UPSTREAM_STATUSES: frozenset[str] = frozenset({"validating_files", "queued", "running"})
+
+_AFTER_UPLOAD: frozenset[JobStatus] = frozenset(
+    {"validating_files", "queued", "running", "succeeded", "failed", "cancelled"}
+)
+# The one table of allowed moves. A terminal status has none: it never changes again.
+TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    "pending": frozenset({"uploading", "failed", "cancelled"}),
+    "uploading": _AFTER_UPLOAD,
+    "validating_files": _AFTER_UPLOAD - {"validating_files"},
+    "queued": frozenset({"running", "succeeded", "failed", "cancelled"}),
+    "running": frozenset({"succeeded", "failed", "cancelled"}),
+    "succeeded": frozenset(),
+    "failed": frozenset(),
+    "cancelled": frozenset(),
+}
+# How far along each status is: mirroring an upstream job only ever moves forward, so a stale
+# list page can never take a job back.
+RANK: dict[str, int] = {
+    "pending": 0,
+    "uploading": 1,
+    "validating_files": 2,
+    "queued": 3,
+    "running": 4,
+    "succeeded": 5,
+    "failed": 5,
+    "cancelled": 5,
+}
+
+MethodType = Literal["supervised", "dpo"]
+# OpenAI allows 16 metadata keys; Burro keeps one to tag the upstream job with its own id.
+BURRO_METADATA_KEY = "burro_job"
+MAX_CALLER_METADATA_KEYS = 15
+
+JOBS = "jobs"
+
+
+def active_key(provider: str) -> str:
+    """Sorted set of the provider's Burro jobs that have an upstream job still running."""
+    return f"{PREFIX}:jobs:active:{provider}"
+
+
+UNFINISHED_KEY = f"{PREFIX}:jobs:unfinished"
+"""Set of every job not yet terminal: a worker starting up resumes each of them."""
+
+
+def by_upstream_key(upstream_job_id: str) -> str:
+    """The Burro job behind an upstream job id (for OpenAI's webhooks)."""
+    return f"{PREFIX}:jobs:by-upstream:{upstream_job_id}"
+
+
+def create_lock_key(job_id: str) -> str:
+    """Held while a worker creates the upstream job, and by a cancel that comes before it."""
+    return f"{PREFIX}:jobs:create-lock:{job_id}"
+
+
+class JobError(msgspec.Struct, frozen=True, kw_only=True):
+    code: str
+    message: str
+
+
+class Hyperparameters(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Training knobs; "auto" lets the upstream choose."""
+
+    n_epochs: Annotated[int, msgspec.Meta(ge=1, le=50)] | Literal["auto"] = "auto"
+    batch_size: Annotated[int, msgspec.Meta(ge=1, le=256)] | Literal["auto"] = "auto"
+    learning_rate_multiplier: Annotated[float, msgspec.Meta(gt=0, le=10)] | Literal["auto"] = "auto"
+    beta: Annotated[float, msgspec.Meta(gt=0, le=2)] | Literal["auto"] | None = None  # DPO only
+
+
+class Method(msgspec.Struct, frozen=True, kw_only=True):
+    type: MethodType = "supervised"
+    hyperparameters: Hyperparameters = msgspec.field(default_factory=Hyperparameters)
+
+
+class Job(msgspec.Struct, frozen=True, kw_only=True):
+    """A fine-tuning job as stored in Redis. New fields get defaults; types never change."""
+
+    id: str
+    tenant: str
+    status: JobStatus
+    provider: str
+    model: str
+    training_dataset: str
+    validation_dataset: str | None = None
+    suffix: str | None = None
+    seed: int | None = None
+    method: Method = msgspec.field(default_factory=Method)
+    metadata: dict[str, str] = {}
+    promote_to: str | None = None
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    upstream_job_id: str | None = None
+    upstream_status: str | None = None
+    training_file: str | None = None
+    validation_file: str | None = None
+    fine_tuned_model: str | None = None
+    trained_tokens: int | None = None
+    estimated_cost_usd: float | None = None
+    cost_usd: float | None = None
+    error: JobError | None = None
+    created_at: int
+    updated_at: int
+    finished_at: int | None = None
+    estimated_finish: int | None = None
+    status_changed_at: int = 0
+    result_files: list[str] = []
+    # The status a "stuck" notice was recorded for (one notice per status).
+    stuck_noticed: str | None = None
+    cancel_requested: bool = False
+    request_id: str | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+# --- Requests --------------------------------------------------------------------------------
+
+DatasetId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+MetadataKey = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+MetadataValue = Annotated[str, msgspec.Meta(max_length=512)]
+
+
+class WebhookIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    url: Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
+    secret: (
+        Annotated[str, msgspec.Meta(pattern=r"^whsec_[A-Za-z0-9+/]{16,}={0,2}$", max_length=256)]
+        | None
+    ) = None
+
+
+class HyperparametersIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    n_epochs: Annotated[int, msgspec.Meta(ge=1, le=50)] | Literal["auto"] = "auto"
+    batch_size: Annotated[int, msgspec.Meta(ge=1, le=256)] | Literal["auto"] = "auto"
+    learning_rate_multiplier: Annotated[float, msgspec.Meta(gt=0, le=10)] | Literal["auto"] = "auto"
+    beta: Annotated[float, msgspec.Meta(gt=0, le=2)] | Literal["auto"] | None = None
+
+
+class MethodIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    type: MethodType = "supervised"
+    hyperparameters: HyperparametersIn | None = None
+
+
+class JobCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The body of `POST /v1/jobs`."""
+
+    training_dataset: DatasetId
+    model: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    validation_dataset: DatasetId | None = None
+    suffix: (
+        Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+        | None
+    ) = None
+    seed: Annotated[int, msgspec.Meta(ge=0, le=2_147_483_647)] | None = None
+    method: MethodIn | None = None
+    webhook: WebhookIn | None = None
+    metadata: dict[MetadataKey, MetadataValue] | None = None
+    promote_to: (
+        Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")] | None
+    ) = None
+    provider: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+
+
+# --- Responses -------------------------------------------------------------------------------
+
+
+class WebhookOut(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    url: str
+    secret: str | UnsetType = UNSET  # only in the 202 answer, when Burro made the secret
+
+
+class UpstreamOut(msgspec.Struct, frozen=True, kw_only=True):
+    job_id: str | None
+    status: str | None
+    training_file: str | None
+    validation_file: str | None
+
+
+class JobOut(msgspec.Struct, frozen=True, kw_only=True):
+    """A job as callers see it (never its webhook secret, except once in the 202)."""
+
+    id: str
+    object: Literal["job"]
+    status: JobStatus
+    provider: str
+    model: str
+    training_dataset: str
+    validation_dataset: str | None
+    suffix: str | None
+    seed: int | None
+    method: Method
+    metadata: dict[str, str]
+    promote_to: str | None
+    webhook: WebhookOut | None
+    upstream: UpstreamOut
+    fine_tuned_model: str | None
+    trained_tokens: int | None
+    estimated_cost_usd: float | None
+    cost_usd: float | None
+    error: JobError | None
+    created_at: int
+    updated_at: int
+    finished_at: int | None
+    estimated_finish: int | None
+
+    @classmethod
+    def of(cls, job: Job, *, show_secret: bool = False) -> JobOut:
+        webhook = None
+        if job.webhook_url is not None:
+            secret: str | UnsetType = UNSET
+            if show_secret and job.webhook_secret is not None:
+                secret = job.webhook_secret
+            webhook = WebhookOut(url=job.webhook_url, secret=secret)
+        return cls(
+            id=job.id,
+            object="job",
+            status=job.status,
+            provider=job.provider,
+            model=job.model,
+            training_dataset=job.training_dataset,
+            validation_dataset=job.validation_dataset,
+            suffix=job.suffix,
+            seed=job.seed,
+            method=job.method,
+            metadata=job.metadata,
+            promote_to=job.promote_to,
+            webhook=webhook,
+            upstream=UpstreamOut(
+                job_id=job.upstream_job_id,
+                status=job.upstream_status,
+                training_file=job.training_file,
+                validation_file=job.validation_file,
+            ),
+            fine_tuned_model=job.fine_tuned_model,
+            trained_tokens=job.trained_tokens,
+            estimated_cost_usd=job.estimated_cost_usd,
+            cost_usd=job.cost_usd,
+            error=job.error,
+            created_at=job.created_at,
+            updated_at=job.updated_at,
+            finished_at=job.finished_at,
+            estimated_finish=job.estimated_finish,
+        )
+
+
+class JobList(msgspec.Struct, frozen=True, kw_only=True):
+    object: Literal["list"]
+    data: list[JobOut]
+    has_more: bool
+
+
+def to_builtins(job: Job) -> dict[str, Any]:
+    """The job's wire JSON as plain Python (the body of webhook payloads)."""
+    result: dict[str, Any] = msgspec.to_builtins(JobOut.of(job))
+    return result

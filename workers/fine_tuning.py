@@ -1,0 +1,433 @@
+"""Job → upstream fine-tuning job: create exactly one, mirror it (poll, refresh), cancel it."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import io
+import secrets
+from typing import Any
+
+import msgspec
+import structlog
+from openai import AsyncOpenAI
+from openai.types.fine_tuning import FineTuningJob
+
+from service.jobs import events as timeline
+from service.jobs.records import (
+    BURRO_METADATA_KEY,
+    RANK,
+    TERMINAL,
+    Job,
+    JobError,
+    JobStatus,
+    active_key,
+    by_upstream_key,
+    create_lock_key,
+)
+from service.jobs.transitions import InvalidTransition, jobs, record, release, transition, update
+from service.store import now
+from workers.context import WorkerContext
+from workers.upload import Busy
+
+log = structlog.get_logger("burro.worker")
+
+POLL_FUNCTION = "poll_provider"
+# Upstream statuses Burro mirrors. Others (OpenAI's `paused`, anything new) leave the status as
+# it is and are shown in `upstream.status`; Azure's `pending` means accepted, not yet running.
+STATUS_MAP: dict[str, JobStatus] = {
+    "validating_files": "validating_files",
+    "queued": "queued",
+    "pending": "queued",
+    "running": "running",
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "cancelled": "cancelled",
+}
+UPSTREAM_TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+STUCK_STATUSES = frozenset({"validating_files", "queued"})
+_LOOKUP_PAGES = 20
+_LIST_PAGES = 50
+_PAGE_SIZE = 100
+# How much earlier than its Burro job an upstream job may say it was created (clock skew).
+_SKEW_SECONDS = 300
+
+
+async def _lock_left(w: WorkerContext, key: str) -> float:
+    """Seconds until a lock is free at the latest (it expires when its holder died)."""
+    left = int(await w.redis.pttl(key))
+    return max(0.1, left / 1000) if left > 0 else 0.1
+
+
+def _client(w: WorkerContext, job: Job) -> AsyncOpenAI:
+    return w.providers.client(job.provider)
+
+
+def create_params(job: Job) -> dict[str, Any]:
+    """The upstream create call for `job`, tagged with Burro's id in `metadata`."""
+    assert job.training_file is not None
+    hyperparameters = msgspec.to_builtins(job.method.hyperparameters)  # "auto" ones omitted
+    params: dict[str, Any] = {
+        "model": job.model,
+        "training_file": job.training_file,
+        "metadata": {**job.metadata, BURRO_METADATA_KEY: job.id},
+        "method": {"type": job.method.type, job.method.type: {"hyperparameters": hyperparameters}},
+    }
+    if job.validation_file is not None:
+        params["validation_file"] = job.validation_file
+    if job.suffix is not None:
+        params["suffix"] = job.suffix
+    if job.seed is not None:
+        params["seed"] = job.seed
+    return params
+
+
+async def find_upstream_job(client: AsyncOpenAI, job: Job) -> FineTuningJob | None:
+    """The upstream job already made for `job`, found by its metadata tag (None: none yet).
+
+    Each result's metadata is checked too, so an upstream that ignores the filter is scanned
+    instead; the scan stops at jobs older than the Burro job.
+    """
+    page = await client.fine_tuning.jobs.list(
+        metadata={BURRO_METADATA_KEY: job.id}, limit=_PAGE_SIZE
+    )
+    for _ in range(_LOOKUP_PAGES):
+        for upstream in page.data:
+            if (upstream.metadata or {}).get(BURRO_METADATA_KEY) == job.id:
+                return upstream
+        if not page.data or page.data[-1].created_at < job.created_at - _SKEW_SECONDS:
+            return None
+        if not page.has_next_page():
+            return None
+        page = await page.get_next_page()
+    return None
+
+
+async def create_upstream_job(w: WorkerContext, job_id: str) -> None:
+    """Make the one upstream job for `job_id` (or find the one a dead worker made). Safe to repeat.
+
+    Under the job's create lock it reads the record again: a job cancelled before this point
+    never reaches the upstream.
+    """
+    redis = w.redis
+    job = await jobs(redis).get(job_id)
+    if job is None or job.status in TERMINAL:
+        return
+    if job.upstream_job_id is None:
+        token = secrets.token_hex(8)
+        key = create_lock_key(job_id)
+        if not await redis.set(key, token, nx=True, px=w.create_lock_ms):
+            raise Busy(f"job {job_id} is being created", await _lock_left(w, key))
+        try:
+            job = await jobs(redis).get(job_id)
+            if job is None or job.status in TERMINAL:
+                return
+            if job.upstream_job_id is None:
+                if job.training_file is None:
+                    raise RuntimeError(f"job {job_id} reached create without a training file")
+                client = _client(w, job)
+                upstream = await find_upstream_job(client, job)
+                if upstream is None:
+                    upstream = await client.fine_tuning.jobs.create(**create_params(job))
+                    log.info("job.upstream_created", job=job_id, upstream=upstream.id)
+                else:
+                    log.info("job.upstream_found", job=job_id, upstream=upstream.id)
+                await redis.set(by_upstream_key(upstream.id), job_id)
+                job = await update(
+                    w.queue, job_id, upstream_job_id=upstream.id, upstream_status=upstream.status
+                )
+                await redis.zadd(active_key(job.provider), {job_id: job.created_at})
+                job = await mirror(w, job, upstream)
+        finally:
+            await release(redis, key, token)
+    if job.status not in TERMINAL:
+        await redis.zadd(active_key(job.provider), {job_id: job.created_at})
+        await ensure_polling(w, job.provider)
+        if job.cancel_requested:
+            await cancel_upstream_job(w, job_id)
+
+
+async def ensure_polling(w: WorkerContext, provider: str) -> None:
+    """Start the provider's poll loop unless it runs already (a fixed job id)."""
+    await w.queue.enqueue(POLL_FUNCTION, provider, job_id=f"poll:{provider}")
+
+
+async def mirror(
+    w: WorkerContext, job: Job, upstream: FineTuningJob, *, details: bool = True
+) -> Job:
+    """Bring `job` up to date with its upstream job: events, checkpoints and metrics first (when
+    `details`), then fields and status, so whoever hears of a change finds them in place."""
+    client = _client(w, job)
+    if details:
+        await sync_events(w, client, job, upstream.id)
+        if upstream.status != job.upstream_status or upstream.status in UPSTREAM_TERMINAL:
+            await sync_checkpoints(w, client, job, upstream.id)
+    if upstream.status == "succeeded" and upstream.result_files:
+        await sync_metrics(w, client, job, upstream.result_files[0])
+    changes: dict[str, Any] = {
+        "upstream_status": upstream.status,
+        "fine_tuned_model": upstream.fine_tuned_model,
+        "trained_tokens": upstream.trained_tokens,
+        "estimated_finish": upstream.estimated_finish,
+        "result_files": list(upstream.result_files or []),
+    }
+    target = STATUS_MAP.get(upstream.status)
+    if target is None and upstream.status != job.upstream_status:
+        await record(
+            w.queue,
+            job.id,
+            f"The upstream job is {upstream.status}; Burro keeps the job {job.status}.",
+            data={"upstream_status": upstream.status},
+        )
+    if target is not None and RANK[target] > RANK[job.status]:
+        if target == "succeeded":
+            changes["cost_usd"] = _cost(w, job, upstream.trained_tokens)
+        if target in TERMINAL and upstream.finished_at:
+            changes["finished_at"] = upstream.finished_at
+        if target == "failed":
+            error = upstream.error
+            changes["error"] = JobError(
+                code=(error.code if error and error.code else "upstream_failed"),
+                message=(error.message if error and error.message else "The upstream job failed."),
+            )
+        try:
+            return await transition(
+                w.queue, job.id, target, message=_status_message(job, target, upstream), **changes
+            )
+        except InvalidTransition:
+            fresh = await jobs(w.redis).get(job.id)
+            return fresh or job
+    if any(getattr(job, k) != v for k, v in changes.items()):
+        return await update(w.queue, job.id, **changes)
+    return job
+
+
+def _status_message(job: Job, target: str, upstream: FineTuningJob) -> str:
+    if target == "succeeded":
+        return f"Fine-tuned model {upstream.fine_tuned_model} is ready"
+    if target == "failed" and upstream.error is not None:
+        return f"The upstream job failed: {upstream.error.message}"
+    return f"The upstream job {upstream.id} is {upstream.status}"
+
+
+def _cost(w: WorkerContext, job: Job, trained_tokens: int | None) -> float | None:
+    info = w.models.get(job.model)
+    if info is None or trained_tokens is None:
+        return None
+    return round(trained_tokens * info.training_usd_per_1m_tokens / 1e6, 2)
+
+
+async def sync_events(w: WorkerContext, client: AsyncOpenAI, job: Job, upstream_id: str) -> None:
+    """Store the upstream events not seen yet (the list is newest first: stop at a known one)."""
+    page = await client.fine_tuning.jobs.list_events(upstream_id, limit=_PAGE_SIZE)
+    new: list[timeline.JobEvent] = []
+    for _ in range(_LIST_PAGES):
+        known = False
+        for event in page.data:
+            if await timeline.has_event(w.redis, job.id, event.id):
+                known = True
+                break
+            data = event.data if isinstance(event.data, dict) else None
+            new.append(
+                timeline.JobEvent(
+                    id=event.id,
+                    created_at=event.created_at,
+                    level=event.level if event.level in ("info", "warn", "error") else "info",
+                    type=event.type or "message",
+                    source="upstream",
+                    message=event.message,
+                    data=data,
+                )
+            )
+        if known or not page.has_next_page():
+            break
+        page = await page.get_next_page()
+    new.reverse()
+    new.sort(key=lambda e: e.created_at)  # stable: keeps the upstream's order within a second
+    await timeline.add_events(w.redis, job.id, new)
+
+
+async def sync_checkpoints(
+    w: WorkerContext, client: AsyncOpenAI, job: Job, upstream_id: str
+) -> None:
+    page = await client.fine_tuning.jobs.checkpoints.list(upstream_id, limit=_PAGE_SIZE)
+    found: list[timeline.Checkpoint] = []
+    for _ in range(_LIST_PAGES):
+        for c in page.data:
+            metrics = {
+                k: float(v)
+                for k, v in (c.metrics.model_dump() if c.metrics else {}).items()
+                if isinstance(v, int | float)
+            }
+            found.append(
+                timeline.Checkpoint(
+                    id=c.id,
+                    created_at=c.created_at,
+                    fine_tuned_model_checkpoint=c.fine_tuned_model_checkpoint,
+                    step_number=c.step_number,
+                    metrics=metrics,
+                )
+            )
+        if not page.has_next_page():
+            break
+        page = await page.get_next_page()
+    found.sort(key=lambda c: c.step_number)
+    await timeline.save_checkpoints(w.redis, job.id, found)
+
+
+async def sync_metrics(w: WorkerContext, client: AsyncOpenAI, job: Job, file_id: str) -> None:
+    """Parse the result file (OpenAI serves it base64-encoded) into the training curve."""
+    response = await client.files.content(file_id)
+    await timeline.save_metrics(w.redis, job.id, parse_result_file(response.content))
+
+
+def parse_result_file(content: bytes) -> list[timeline.MetricsRow]:
+    """Rows of a result CSV, base64-encoded or not; cells that are empty or not numbers: None."""
+    try:
+        text = base64.b64decode(content, validate=True).decode()
+    except (binascii.Error, ValueError):
+        text = content.decode(errors="replace")
+
+    def number(value: str | None) -> float | None:
+        try:
+            return float(value) if value not in (None, "") else None
+        except ValueError:
+            return None
+
+    rows = []
+    for row in csv.DictReader(io.StringIO(text.strip())):
+        step = number(row.get("step"))
+        if step is None:
+            continue
+        rows.append(
+            timeline.MetricsRow(
+                step=int(step),
+                train_loss=number(row.get("train_loss")),
+                valid_loss=number(row.get("valid_loss")),
+                train_mean_token_accuracy=number(
+                    row.get("train_mean_token_accuracy") or row.get("train_accuracy")
+                ),
+                valid_mean_token_accuracy=number(row.get("valid_mean_token_accuracy")),
+            )
+        )
+    return rows
+
+
+async def refresh_job(w: WorkerContext, job_id: str) -> None:
+    """Mirror one job at once (OpenAI's webhook said it changed). Safe to repeat."""
+    job = await jobs(w.redis).get(job_id)
+    if job is None or job.status in TERMINAL or job.upstream_job_id is None:
+        return
+    upstream = await _client(w, job).fine_tuning.jobs.retrieve(job.upstream_job_id)
+    await mirror(w, job, upstream)
+    log.info("job.refreshed", job=job_id, upstream_status=upstream.status)
+
+
+async def poll_provider(w: WorkerContext, provider: str) -> int:
+    """One pass over the provider's active jobs; returns the number of upstream calls made.
+
+    The jobs' statuses come from the upstream's job list, newest first, paged until every
+    active job was seen or the page is older than the oldest of them: the cost grows with pages,
+    not with jobs. Only a job whose status changed, or that is running, costs more calls (its
+    events, its checkpoints when the status changed).
+    """
+    redis = w.redis
+    collection = jobs(redis)
+    raw_ids = await redis.zrange(active_key(provider), 0, -1)
+    ids = [i.decode() if isinstance(i, bytes) else str(i) for i in raw_ids]
+    if not ids:
+        return 0
+    active: list[Job] = []
+    for job_id, job in zip(ids, await collection.get_many(ids), strict=True):
+        if job is None or job.status in TERMINAL or job.upstream_job_id is None:
+            await redis.zrem(active_key(provider), job_id)
+        else:
+            active.append(job)
+    if not active:
+        return 0
+    client = w.providers.client(provider)
+    calls = 0
+    seen: dict[str, FineTuningJob] = {}
+    if w.providers.supports_list_polling(provider):
+        wanted = {job.upstream_job_id for job in active}
+        oldest = min(job.created_at for job in active) - _SKEW_SECONDS
+        page = await client.fine_tuning.jobs.list(limit=_PAGE_SIZE)
+        calls += 1
+        for _ in range(_LIST_PAGES):
+            seen.update((u.id, u) for u in page.data if u.id in wanted)
+            if len(seen) == len(wanted) or not page.data or page.data[-1].created_at < oldest:
+                break
+            if not page.has_next_page():
+                break
+            page = await page.get_next_page()
+            calls += 1
+    for job in active:
+        assert job.upstream_job_id is not None
+        upstream = seen.get(job.upstream_job_id)
+        try:
+            if upstream is None:
+                upstream = await client.fine_tuning.jobs.retrieve(job.upstream_job_id)
+                calls += 1
+            changed = upstream.status != job.upstream_status
+            details = changed or upstream.status == "running"
+            calls += (2 if changed else 1) if details else 0
+            job = await mirror(w, job, upstream, details=details)
+        except Exception as exc:
+            from service.providers import classify
+
+            failure = classify(exc)
+            if failure is None:
+                raise
+            log.warning("job.poll_failed", job=job.id, code=failure.code, status=failure.status)
+            continue
+        await notice_if_stuck(w, job)
+    log.info("job.polled", provider=provider, jobs=len(active), calls=calls)
+    return calls
+
+
+async def notice_if_stuck(w: WorkerContext, job: Job) -> None:
+    """One event when a job has waited in validating_files or queued longer than stuck_after."""
+    if job.status not in STUCK_STATUSES or job.stuck_noticed == job.status:
+        return
+    waited = now() - (job.status_changed_at or job.created_at)
+    if waited < w.settings.stuck_after:
+        return
+    await record(
+        w.queue,
+        job.id,
+        f"The job has been {job.status.replace('_', ' ')} for {waited} s, longer than the "
+        f"expected {w.settings.stuck_after:g} s; the upstream may be slow or stuck.",
+        type="stuck",
+        level="warn",
+        data={"status": job.status, "seconds": waited},
+    )
+    await update(w.queue, job.id, stuck_noticed=job.status)
+    log.warning("job.stuck", job=job.id, status=job.status, seconds=waited)
+
+
+async def cancel_upstream_job(w: WorkerContext, job_id: str) -> None:
+    """Cancel the upstream job and mirror it; before one exists, cancel the job alone."""
+    job = await jobs(w.redis).get(job_id)
+    if job is None or job.status in TERMINAL:
+        return
+    if job.upstream_job_id is None:
+        key = create_lock_key(job_id)
+        token = secrets.token_hex(8)
+        if not await w.redis.set(key, token, nx=True, px=w.create_lock_ms):
+            # A create is under way: come back when it has recorded the upstream job.
+            raise Busy(f"job {job_id} is being created", await _lock_left(w, key))
+        try:
+            job = await jobs(w.redis).get(job_id)
+            if job is not None and job.status not in TERMINAL and job.upstream_job_id is None:
+                await transition(
+                    w.queue, job_id, "cancelled", message="Cancelled before any upstream job"
+                )
+                return
+        finally:
+            await release(w.redis, key, token)
+        if job is None or job.upstream_job_id is None:
+            return
+    upstream = await _client(w, job).fine_tuning.jobs.cancel(job.upstream_job_id)
+    log.info("job.upstream_cancelled", job=job_id, upstream=upstream.id)
+    await mirror(w, job, upstream)
