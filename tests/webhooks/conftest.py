@@ -5,11 +5,18 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
+import msgspec
 import pytest
 from aiohttp import web
+from arq.worker import Worker
+
+from service.queue import QUEUE_NAME, Queue, deserialize_job, serialize_job
+from service.settings import Settings
+from workers.webhooks import start_webhooks, stop_webhooks, webhook_functions
 
 
 @pytest.fixture
@@ -87,3 +94,77 @@ def closed_port() -> Iterator[int]:
     sock.bind(("127.0.0.1", 0))
     yield sock.getsockname()[1]
     sock.close()
+
+
+# --- The outbox and its worker -----------------------------------------------------------------
+
+
+@pytest.fixture
+async def queue(redis_url: str) -> AsyncIterator[Queue]:
+    """The test's own connection to the queue (and the store: one pool)."""
+    queue = await Queue.connect(redis_url)
+    yield queue
+    await queue.close()
+
+
+@pytest.fixture
+def fast_settings(settings: Settings) -> Settings:
+    """The session settings with a tiny retry schedule and timeout, private addresses allowed."""
+    return msgspec.structs.replace(settings, webhook_retry_schedule=(0.1, 0.1), webhook_timeout=1.0)
+
+
+RunWorker = Callable[..., Awaitable[Worker]]
+
+
+@pytest.fixture
+def run_worker(queue: Queue) -> RunWorker:
+    """Run the webhook functions in a burst-mode arq worker until the queue is empty
+    (deferred retries included): `await run_worker(settings)`."""
+
+    async def run(settings: Settings, *, timeout: float = 30.0) -> Worker:
+        worker = Worker(
+            functions=webhook_functions(settings),
+            redis_pool=queue.pool,
+            queue_name=QUEUE_NAME,
+            burst=True,
+            poll_delay=0.02,
+            max_jobs=50,
+            handle_signals=False,
+            job_serializer=serialize_job,
+            job_deserializer=deserialize_job,
+        )
+        worker.ctx["redis"] = queue.pool
+        await start_webhooks(worker.ctx, settings)
+        try:
+            async with asyncio.timeout(timeout):
+                await worker.async_run()
+        finally:
+            await stop_webhooks(worker.ctx)
+        return worker
+
+    return run
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[bool]], *, timeout: float = 20.0, what: str = "condition"
+) -> None:
+    """Poll `check` until it holds; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def job_data(job_id: str = "job_1", status: str = "succeeded") -> dict[str, object]:
+    """A Job-like dict, as the wire shows a job (the jobs package is not needed)."""
+    return {
+        "id": job_id,
+        "object": "job",
+        "status": status,
+        "model": "gpt-4.1-mini-2025-04-14",
+        "fine_tuned_model": "ft:gpt-4.1-mini-2025-04-14:acme::abc"
+        if status == "succeeded"
+        else None,
+        "created_at": 1764160000,
+    }

@@ -1,0 +1,420 @@
+"""Webhook → outbox: a job's event becomes one stored message per destination, each delivered
+by a series of attempts, each attempt its own queued job (`deliver_webhook`).
+
+The message is written before its first attempt is enqueued, and every attempt records its
+outcome before it enqueues the next, so a worker that dies anywhere loses nothing: the attempt
+that was running is run again by the queue and finds its own record (or sends once more, which
+the receiver can recognise by the unchanged `webhook-id`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import WatchError
+
+from service.errors import NotFound
+from service.queue import Queue
+from service.settings import Settings
+from service.store import Collection, Page, now
+from service.webhooks.addresses import Resolve, UnsafeWebhookUrl, resolve_public, system_resolve
+from service.webhooks.delivery import AttemptOutcome, WebhookSender
+from service.webhooks.records import (
+    ENDPOINTS,
+    MAX_KEPT_ATTEMPTS,
+    MESSAGES,
+    Attempt,
+    WebhookEndpoint,
+    WebhookMessage,
+    message_job_index_key,
+    message_once_key,
+)
+from service.webhooks.signing import new_message_id, sign
+
+log = structlog.get_logger("burro.webhooks")
+
+DELIVER_FUNCTION = "deliver_webhook"
+# A receiver may ask for more time with Retry-After; it gets it up to this, never more, so a
+# bogus header cannot park a message for days.
+RETRY_AFTER_CAP = 3600.0
+# Added to each retry delay, as a fraction of it, so receivers that failed together are not
+# hit again all in the same instant.
+RETRY_JITTER = 0.1
+# The one-message-per-destination guard lives as long as anybody could publish the event again.
+_ONCE_TTL = 30 * 24 * 3600
+
+_body_encoder = msgspec.json.Encoder()
+
+# Writes ARGV[2] only if the key still holds ARGV[1].
+_COMPARE_AND_SET = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    redis.call('SET', KEYS[1], ARGV[2])
+    return 1
+end
+return 0
+"""
+
+
+def endpoints(redis: Redis) -> Collection[WebhookEndpoint]:
+    return Collection(redis, ENDPOINTS, WebhookEndpoint)
+
+
+def messages(redis: Redis) -> Collection[WebhookMessage]:
+    return Collection(redis, MESSAGES, WebhookMessage)
+
+
+def attempt_job_id(message_id: str, redelivery: int, number: int) -> str:
+    """The fixed queue id of one attempt: the queue runs each at most once at a time."""
+    if redelivery == 0:
+        return f"webhook:{message_id}:{number}"
+    return f"webhook:{message_id}:r{redelivery}:{number}"
+
+
+def encode_body(event_type: str, data: dict[str, Any] | bytes, at: float | None = None) -> bytes:
+    """The JSON body of an event: `type`, an RFC 3339 UTC `timestamp` and `data` (a Job)."""
+    moment = datetime.datetime.fromtimestamp(time.time() if at is None else at, datetime.UTC)
+    return _body_encoder.encode(
+        {
+            "type": event_type,
+            "timestamp": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "data": msgspec.Raw(data) if isinstance(data, bytes) else data,
+        }
+    )
+
+
+async def publish(
+    redis: Redis,
+    queue: Queue,
+    *,
+    tenant: str,
+    event_type: str,
+    job_id: str,
+    data: dict[str, Any] | bytes,
+    job_webhook: tuple[str, str] | None,
+) -> list[str]:
+    """Announce `event_type` for a job: one message for the job's own webhook (`job_webhook` is
+    its `(url, secret)`, None without one) and one for each of the tenant's endpoints that
+    subscribes to the event, each with its first attempt queued. Returns the message ids.
+
+    `data` is the Job as the wire shows it (a JSON-encodable dict, or its JSON bytes). Safe to
+    call twice for the same event: the second call finds the messages of the first (same ids,
+    same bytes) and queues nothing new.
+    """
+    body = encode_body(event_type, data)
+    destinations: list[tuple[str | None, str, str]] = []
+    if job_webhook is not None:
+        destinations.append((None, *job_webhook))
+    for endpoint in await _tenant_endpoints(redis, tenant):
+        if endpoint.subscribes(event_type):
+            destinations.append((endpoint.id, endpoint.url, endpoint.secret))
+    ids = []
+    for endpoint_id, url, secret in destinations:
+        message_id = await _publish_one(
+            redis,
+            queue,
+            tenant=tenant,
+            job_id=job_id,
+            event_type=event_type,
+            endpoint_id=endpoint_id,
+            url=url,
+            secret=secret,
+            body=body,
+        )
+        ids.append(message_id)
+    return ids
+
+
+async def _tenant_endpoints(redis: Redis, tenant: str) -> list[WebhookEndpoint]:
+    collection = endpoints(redis)
+    ids = [
+        i.decode() if isinstance(i, bytes) else str(i)
+        for i in await redis.zrange(collection.index_key(tenant), 0, -1)
+    ]
+    return [e for e in await collection.get_many(ids) if e is not None]
+
+
+async def _publish_one(
+    redis: Redis,
+    queue: Queue,
+    *,
+    tenant: str,
+    job_id: str,
+    event_type: str,
+    endpoint_id: str | None,
+    url: str,
+    secret: str,
+    body: bytes,
+) -> str:
+    """Store the message unless a call before made it, then queue its first attempt."""
+    once = message_once_key(job_id, event_type, endpoint_id or "job")
+    candidate = new_message_id()
+    collection = messages(redis)
+    message: WebhookMessage | None = None
+    if await redis.set(once, candidate, nx=True, ex=_ONCE_TTL):
+        message_id = candidate
+    else:
+        raw = await redis.get(once)
+        message_id = raw.decode() if isinstance(raw, bytes) else str(raw)
+        message = await collection.get(message_id)
+    if message is None:
+        # First call, or a call that died between the guard and this write.
+        message = WebhookMessage(
+            id=message_id,
+            tenant=tenant,
+            job_id=job_id,
+            event_type=event_type,
+            endpoint_id=endpoint_id,
+            url=url,
+            secret=secret,
+            body=body,
+            created_at=now(),
+            next_attempt_at=time.time(),
+        )
+        async with redis.pipeline(transaction=True) as pipe:
+            # NX: a concurrent call may have written it (and an attempt updated it) already.
+            pipe.set(collection.key(message_id), collection.encode(message), nx=True)
+            pipe.zadd(collection.index_key(tenant), {message_id: message.created_at}, nx=True)
+            pipe.zadd(message_job_index_key(job_id), {message_id: message.created_at}, nx=True)
+            await pipe.execute()
+        log.info(
+            "webhook.published",
+            message=message_id,
+            job=job_id,
+            event_type=event_type,
+            endpoint=endpoint_id,
+        )
+    elif message.redelivery > 0 or message.attempts or message.state != "pending":
+        return message_id  # already on its way
+    await queue.enqueue(DELIVER_FUNCTION, message_id, 0, 1, job_id=attempt_job_id(message_id, 0, 1))
+    return message_id
+
+
+async def redeliver(redis: Redis, queue: Queue, tenant: str, message_id: str) -> WebhookMessage:
+    """Send a message again, from a new series of attempts (same id, same body). A series
+    still running is superseded: its later attempts find they are obsolete and stop."""
+    await messages(redis).get_for(tenant, message_id)
+
+    def restart(message: WebhookMessage) -> WebhookMessage:
+        return msgspec.structs.replace(
+            message,
+            state="pending",
+            redelivery=message.redelivery + 1,
+            next_attempt_at=time.time(),
+            delivered_at=None,
+        )
+
+    message = await _update(redis, message_id, restart)
+    if message is None:  # deleted in between
+        raise NotFound(f"No webhook message {message_id!r}.")
+    await queue.enqueue(
+        DELIVER_FUNCTION,
+        message_id,
+        message.redelivery,
+        1,
+        job_id=attempt_job_id(message_id, message.redelivery, 1),
+    )
+    log.info("webhook.redelivered", message=message_id, redelivery=message.redelivery)
+    return message
+
+
+async def page_for_job(
+    redis: Redis, tenant: str, job_id: str, *, limit: int, after: str | None
+) -> Page[WebhookMessage]:
+    """A job's messages, newest first, as the tenant may see them (another tenant's: none)."""
+    index = message_job_index_key(job_id)
+    start = 0
+    if after is not None:
+        rank = await redis.zrevrank(index, after)
+        if rank is None:
+            raise NotFound(f"No webhook message {after!r} of job {job_id!r} to page after.")
+        start = int(rank) + 1
+    ids = [
+        i.decode() if isinstance(i, bytes) else str(i)
+        for i in await redis.zrevrange(index, start, start + limit)
+    ]
+    found = [m for m in await messages(redis).get_many(ids) if m is not None and m.tenant == tenant]
+    return Page(data=found[:limit], has_more=len(found) > limit)
+
+
+# --- One attempt ------------------------------------------------------------------------------
+
+
+async def attempt(
+    redis: Redis,
+    queue: Queue,
+    sender: WebhookSender,
+    settings: Settings,
+    message_id: str,
+    redelivery: int,
+    number: int,
+    *,
+    resolve: Resolve = system_resolve,
+) -> str:
+    """Run attempt `number` of series `redelivery` of a message, record it, and queue what
+    comes next. Returns what happened, in a word, for the log.
+
+    Safe to run twice: an attempt already recorded is not sent again, only followed up.
+    """
+    collection = messages(redis)
+    raw = await redis.get(collection.key(message_id))
+    if raw is None:
+        return "missing"
+    message = collection.decode(raw)
+    if message.redelivery != redelivery or message.state != "pending":
+        return "obsolete"  # delivered, failed, or superseded by a redelivery
+    if message.attempt(redelivery, number) is None:
+        started = time.time()
+        outcome, final = await _send(redis, sender, settings, message, resolve)
+        record = Attempt(
+            at=started,
+            redelivery=redelivery,
+            number=number,
+            status_code=outcome.status_code,
+            error=outcome.error,
+            duration_ms=outcome.duration_ms,
+            response_excerpt=outcome.response_excerpt,
+        )
+        delay = None if final else _retry_delay(settings.webhook_retry_schedule, number, outcome)
+        updated = await _update(redis, message_id, _recorder(record, outcome, delay), seen=raw)
+        if updated is None:
+            return "missing"
+        message = updated
+        log.info(
+            "webhook.attempted",
+            message=message_id,
+            job=message.job_id,
+            redelivery=redelivery,
+            number=number,
+            status_code=outcome.status_code,
+            error=outcome.error,
+            duration_ms=outcome.duration_ms,
+            state=message.state,
+        )
+    if message.redelivery != redelivery or message.state != "pending":
+        return message.state if message.redelivery == redelivery else "obsolete"
+    # Pending after this attempt: the next one is due at `next_attempt_at`.
+    due = message.next_attempt_at or time.time()
+    await queue.enqueue(
+        DELIVER_FUNCTION,
+        message_id,
+        redelivery,
+        number + 1,
+        job_id=attempt_job_id(message_id, redelivery, number + 1),
+        defer_by=max(0.0, due - time.time()),
+    )
+    return "retrying"
+
+
+async def _send(
+    redis: Redis,
+    sender: WebhookSender,
+    settings: Settings,
+    message: WebhookMessage,
+    resolve: Resolve,
+) -> tuple[AttemptOutcome, bool]:
+    """Send the message once; the flag says no later attempt can do better."""
+    if message.endpoint_id is not None and await endpoints(redis).get(message.endpoint_id) is None:
+        gone = AttemptOutcome(
+            delivered=False, status_code=None, error="the endpoint was deleted", duration_ms=0.0
+        )
+        return gone, True
+    started = time.perf_counter()
+    try:
+        # Checked again at every attempt: the name may resolve elsewhere by now.
+        target = await resolve_public(
+            message.url, allow_private=settings.webhook_allow_private, resolve=resolve
+        )
+    except UnsafeWebhookUrl as exc:
+        # Unsafe or unresolvable now is a failed attempt, retried: DNS and settings change.
+        refused = AttemptOutcome(
+            delivered=False,
+            status_code=None,
+            error=exc.reason,
+            duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        )
+        return refused, False
+    headers = sign(message.secret, message.id, int(time.time()), message.body)
+    outcome = await sender.send(target, headers, message.body, timeout=settings.webhook_timeout)
+    return outcome, False
+
+
+def _retry_delay(schedule: tuple[float, ...], number: int, outcome: AttemptOutcome) -> float | None:
+    """Seconds before the attempt after `number`; None when there is none (delivered, or the
+    schedule is spent). A receiver's Retry-After wins when longer, up to `RETRY_AFTER_CAP`."""
+    if outcome.delivered or number > len(schedule):
+        return None
+    delay = schedule[number - 1]
+    if outcome.retry_after is not None:
+        delay = max(delay, min(outcome.retry_after, RETRY_AFTER_CAP))
+    return delay * (1 + random.uniform(0, RETRY_JITTER))
+
+
+def _recorder(
+    record: Attempt, outcome: AttemptOutcome, delay: float | None
+) -> Callable[[WebhookMessage], WebhookMessage]:
+    def change(message: WebhookMessage) -> WebhookMessage:
+        attempts = (*message.attempts, record)[-MAX_KEPT_ATTEMPTS:]
+        if message.redelivery != record.redelivery or message.state != "pending":
+            # A redelivery began meanwhile: keep the history, leave its state to the new series.
+            return msgspec.structs.replace(message, attempts=attempts)
+        if outcome.delivered:
+            return msgspec.structs.replace(
+                message,
+                attempts=attempts,
+                state="delivered",
+                delivered_at=time.time(),
+                next_attempt_at=None,
+            )
+        if delay is None:
+            return msgspec.structs.replace(
+                message, attempts=attempts, state="failed", next_attempt_at=None
+            )
+        return msgspec.structs.replace(
+            message, attempts=attempts, next_attempt_at=time.time() + delay
+        )
+
+    return change
+
+
+async def _update(
+    redis: Redis,
+    message_id: str,
+    change: Callable[[WebhookMessage], WebhookMessage],
+    *,
+    seen: bytes | None = None,
+) -> WebhookMessage | None:
+    """Read, change and write a message as one step (optimistic: retried on a concurrent write);
+    None when there is no such message.
+
+    `seen` is the message as the caller read it: when nobody wrote it since, one compare-and-set
+    round trip does the whole update (this runs for every attempt of every message).
+    """
+    collection = messages(redis)
+    key = collection.key(message_id)
+    if seen is not None:
+        updated = change(collection.decode(seen))
+        values: list[Any] = [seen, collection.encode(updated)]
+        if await redis.eval(_COMPARE_AND_SET, 1, key, *values):  # type: ignore[misc]
+            return updated
+    async with redis.pipeline(transaction=True) as pipe:
+        while True:
+            try:
+                await pipe.watch(key)
+                raw = await pipe.get(key)
+                if raw is None:
+                    await pipe.reset()  # type: ignore[no-untyped-call]
+                    return None
+                updated = change(collection.decode(raw))
+                pipe.multi()  # type: ignore[no-untyped-call]
+                pipe.set(key, collection.encode(updated))
+                await pipe.execute()
+                return updated
+            except WatchError:
+                continue
