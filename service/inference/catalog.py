@@ -1,0 +1,120 @@
+"""The catalog: which models a tenant may talk to, and where each one lives upstream.
+
+A job that succeeds is registered here (`register_model`); an alias stores its resolved target
+here too. Everything a chat request needs to find its upstream is in one Redis hash per tenant,
+so `resolve` costs a single round trip (HMGET), whatever kind of name the caller used:
+
+    burro:catalog:{tenant}   m:{fine-tuned model}  → Target
+                             j:{job id}            → Target
+                             a:{alias}             → Target
+"""
+
+from __future__ import annotations
+
+import msgspec
+from redis.asyncio import Redis
+
+from service.errors import NotFound
+from service.settings import Settings
+from service.store import PREFIX, now
+
+__all__ = [
+    "ModelNotFound",
+    "Target",
+    "catalog_key",
+    "encode_target",
+    "register_model",
+    "registered",
+    "resolve",
+]
+
+
+class Target(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    """Where a name resolves: the upstream model id, its provider and the job that made it.
+
+    Stored as a msgpack array: new fields go at the end, with defaults.
+    """
+
+    model: str
+    provider: str
+    job_id: str | None
+    base_model: str
+    created: int = 0
+
+
+class ModelNotFound(NotFound):
+    """The name is none of the tenant's models, jobs or aliases (OpenAI's `model_not_found`)."""
+
+    code = "model_not_found"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"The model `{name}` does not exist or you do not have access to it.")
+
+
+_ENCODE = msgspec.msgpack.Encoder()
+_DECODE = msgspec.msgpack.Decoder(Target)
+
+
+def catalog_key(tenant: str) -> str:
+    return f"{PREFIX}:catalog:{tenant}"
+
+
+def encode_target(target: Target) -> bytes:
+    return _ENCODE.encode(target)
+
+
+def decode_target(raw: bytes) -> Target:
+    return _DECODE.decode(raw)
+
+
+async def register_model(
+    redis: Redis, *, tenant: str, job_id: str, model: str, provider: str, base_model: str
+) -> None:
+    """Make a succeeded job's model servable to `tenant`, by job id and by model name.
+
+    Idempotent: the first registration wins (a repeated success keeps its `created` time).
+    """
+    entry = encode_target(
+        Target(model=model, provider=provider, job_id=job_id, base_model=base_model, created=now())
+    )
+    key = catalog_key(tenant)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hsetnx(key, f"j:{job_id}", entry)  # type: ignore[arg-type]
+        pipe.hsetnx(key, f"m:{model}", entry)  # type: ignore[arg-type]
+        await pipe.execute()
+
+
+async def registered(redis: Redis, tenant: str, job_id: str) -> Target | None:
+    """The model a job of `tenant` produced, once the job has succeeded."""
+    raw = await redis.hget(catalog_key(tenant), f"j:{job_id}")  # type: ignore[misc]
+    return None if raw is None else decode_target(raw)
+
+
+async def resolve(redis: Redis, settings: Settings, tenant: str, name: str) -> Target:
+    """Where `name` goes for `tenant`: one of its fine-tuned models, job ids or aliases, else a
+    base model that `settings.allowed_base_models` lists (on the default provider).
+
+    Raises ModelNotFound otherwise; another tenant's names are simply not in this tenant's
+    catalog, so they are not found either.
+    """
+    fields = [f"m:{name}", f"j:{name}", f"a:{name}"]
+    for raw in await redis.hmget(catalog_key(tenant), fields):  # type: ignore[misc]
+        if raw is not None:
+            return decode_target(raw)
+    if name in settings.allowed_base_models:
+        return Target(model=name, provider=settings.default_provider, job_id=None, base_model=name)
+    raise ModelNotFound(name)
+
+
+async def entries(redis: Redis, tenant: str) -> tuple[dict[str, Target], dict[str, Target]]:
+    """The tenant's fine-tuned models and aliases, each by name."""
+    models: dict[str, Target] = {}
+    aliases: dict[str, Target] = {}
+    raw: dict[bytes, bytes] = await redis.hgetall(catalog_key(tenant))  # type: ignore[misc]
+    for field, value in raw.items():
+        kind, _, name = field.decode().partition(":")
+        if kind == "m":
+            models[name] = decode_target(value)
+        elif kind == "a":
+            aliases[name] = decode_target(value)
+    return models, aliases
