@@ -1,0 +1,1 @@
+"""Evaluations: a succeeded job's model against a baseline, example by example."""

@@ -1,0 +1,256 @@
+"""`/ui`: server-rendered pages for people, behind the same keys as the API.
+
+A browser cannot easily send a bearer header, so the pages accept the Burro key either as
+`Authorization: Bearer <key>` or from the cookie `burro_key`, which `/ui/login` sets (from the
+sign-in form's POST, or from `GET /ui/login?key=…`, which redirects at once so the key leaves
+the address bar). The cookie is HttpOnly, SameSite=Strict, Secure over HTTPS, and scoped to
+`/ui`: the API under `/v1` never reads it, so no other site can spend the key there. Request
+logs carry paths without query strings, so the key never reaches a log.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import jinja2
+import msgspec
+import structlog
+from litestar import MediaType, Request, Response, Router, get, post
+from litestar.di import Provide
+from litestar.enums import RequestEncodingType
+from litestar.exceptions import HTTPException
+from litestar.params import Body, FromPath, FromQuery, QueryParameter
+from litestar.response import Redirect
+
+from service.context import Resources, Tenant, UsesResources, authenticate
+from service.errors import BurroError
+from service.evaluations.records import Answer, Row
+from service.evaluations.runner import evaluations, load_rows
+from service.jobs import events as timeline
+from service.jobs.transitions import jobs
+from service.ui.drawing import Span, loss_chart, word_diff
+
+log = structlog.get_logger("burro.ui")
+
+COOKIE = "burro_key"
+COOKIE_PATH = "/ui"
+COOKIE_MAX_AGE = 12 * 3600
+JOBS_PER_PAGE = 50
+EVENTS_SHOWN = 500
+
+_templates = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=jinja2.select_autoescape(["html"]),
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def _when(stamp: int | None) -> str:
+    if stamp is None:
+        return "—"
+    moment = datetime.datetime.fromtimestamp(stamp, datetime.UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _usd(value: float) -> str:
+    return f"${value:,.2f}" if value >= 0.01 else f"${value:.6f}".rstrip("0")
+
+
+_templates.filters["when"] = _when
+_templates.filters["usd"] = _usd
+
+
+def render(template: str, status_code: int = 200, **context: Any) -> Response[str]:
+    html = _templates.get_template(template).render(**context)
+    return Response(html, status_code=status_code, media_type=MediaType.HTML)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path of these pages: never another site (an open redirect)."""
+    if target and target.startswith("/ui/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/ui/jobs"
+
+
+async def provide_page_tenant(request: Request[Any, Any, Any], resources: UsesResources) -> str:
+    """The tenant behind the bearer header, else behind the sign-in cookie (401 otherwise)."""
+    authorization = request.headers.get("authorization")
+    if authorization is None and request.cookies.get(COOKIE):
+        authorization = f"Bearer {request.cookies[COOKIE]}"
+    return await authenticate(resources, authorization)
+
+
+def page_error(request: Request[Any, Any, Any], exc: Exception) -> Response[str]:
+    """Errors as pages, with the same statuses as the API (a 401 offers the sign-in form)."""
+    if isinstance(exc, BurroError):
+        status, title, detail = exc.status_code, exc.title, exc.detail
+    elif isinstance(exc, HTTPException):
+        status, title, detail = exc.status_code, str(exc.detail), str(exc.detail)
+    else:
+        log.exception("ui.unhandled_error", path=request.url.path)
+        status, title = 500, "Internal error"
+        detail = "Burro failed to show this page; it has been logged."
+    next_page = request.url.path if request.method == "GET" else None
+    return render(
+        "error.html", status, status=status, title=title, detail=detail, tenant=None, next=next_page
+    )
+
+
+# --- Sign in ---------------------------------------------------------------------------------
+
+
+class LoginForm(msgspec.Struct, frozen=True, kw_only=True):
+    key: str
+    next: str = "/ui/jobs"
+
+
+async def _sign_in(
+    request: Request[Any, Any, Any], resources: Resources, key: str, next_page: str | None
+) -> Response[Any]:
+    tenant = await authenticate(resources, f"Bearer {key.strip()}")
+    response: Response[Any] = Redirect(path=_safe_next(next_page), status_code=303)
+    response.set_cookie(
+        key=COOKIE,
+        value=key.strip(),
+        path=COOKIE_PATH,
+        max_age=COOKIE_MAX_AGE,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    log.info("ui.signed_in", tenant=tenant)
+    return response
+
+
+@get("/login", include_in_schema=False)
+async def login_page(
+    request: Request[Any, Any, Any],
+    resources: UsesResources,
+    key: FromQuery[str | None] = None,
+    next_page: Annotated[str | None, QueryParameter(name="next")] = None,
+) -> Response[Any]:
+    """The sign-in form; with `?key=` it signs in at once and redirects (to `next`)."""
+    if key:
+        return await _sign_in(request, resources, key, next_page)
+    return render("login.html", tenant=None, next=_safe_next(next_page))
+
+
+@post("/login", include_in_schema=False, status_code=303)
+async def login_submit(
+    request: Request[Any, Any, Any],
+    resources: UsesResources,
+    data: Annotated[LoginForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
+) -> Response[Any]:
+    return await _sign_in(request, resources, data.key, data.next)
+
+
+@get("/logout", include_in_schema=False)
+async def logout() -> Response[Any]:
+    response: Response[Any] = Redirect(path="/ui/login", status_code=303)
+    response.delete_cookie(COOKIE, path=COOKIE_PATH)
+    return response
+
+
+@get("/", include_in_schema=False)
+async def home() -> Response[Any]:
+    return Redirect(path="/ui/jobs", status_code=303)
+
+
+# --- Pages -----------------------------------------------------------------------------------
+
+
+@get("/jobs", include_in_schema=False, dependencies={"tenant": Provide(provide_page_tenant)})
+async def jobs_page(
+    resources: UsesResources, tenant: Tenant, after: FromQuery[str | None] = None
+) -> Response[str]:
+    page = await jobs(resources.redis).page(tenant, limit=JOBS_PER_PAGE, after=after)
+    return render("jobs.html", tenant=tenant, jobs=page.data, has_more=page.has_more)
+
+
+@get(
+    "/jobs/{job_id:str}",
+    include_in_schema=False,
+    dependencies={"tenant": Provide(provide_page_tenant)},
+)
+async def job_page(
+    resources: UsesResources, tenant: Tenant, job_id: FromPath[str]
+) -> Response[str]:
+    redis = resources.redis
+    job = await jobs(redis).get_for(tenant, job_id)
+    events, more_events = await timeline.list_events(redis, job.id, limit=EVENTS_SHOWN)
+    metrics = await timeline.load_metrics(redis, job.id)
+    evaluation_page = await evaluations(redis).page(
+        tenant, limit=20, where=lambda e: e.job == job.id
+    )
+    return render(
+        "job.html",
+        tenant=tenant,
+        job=job,
+        events=events,
+        more_events=more_events,
+        status_events=[e for e in events if e.type == "status"],
+        chart=loss_chart(metrics.data),
+        evaluations=evaluation_page.data,
+    )
+
+
+@dataclass(frozen=True)
+class SideView:
+    answer: Answer
+    spans: list[Span]
+
+
+@dataclass(frozen=True)
+class RowView:
+    index: int
+    line: int
+    prompt: list[Any]
+    reference: str
+    winner: str | None
+    tuned: SideView
+    base: SideView
+
+    @classmethod
+    def of(cls, row: Row) -> RowView:
+        return cls(
+            index=row.index,
+            line=row.line,
+            prompt=list(row.prompt),
+            reference=row.reference,
+            winner=row.winner,
+            tuned=SideView(row.fine_tuned, word_diff(row.fine_tuned.text, row.reference)),
+            base=SideView(row.baseline, word_diff(row.baseline.text, row.reference)),
+        )
+
+
+@get(
+    "/evaluations/{evaluation_id:str}",
+    include_in_schema=False,
+    dependencies={"tenant": Provide(provide_page_tenant)},
+)
+async def evaluation_page(
+    resources: UsesResources, tenant: Tenant, evaluation_id: FromPath[str]
+) -> Response[str]:
+    evaluation = await evaluations(resources.redis).get_for(tenant, evaluation_id)
+    rows = await load_rows(resources.redis, evaluation.id)
+    return render(
+        "evaluation.html",
+        tenant=tenant,
+        evaluation=evaluation,
+        rows=[RowView.of(r) for r in rows],
+    )
+
+
+router = Router(
+    path="/ui",
+    route_handlers=[login_page, login_submit, logout, home, jobs_page, job_page, evaluation_page],
+    exception_handlers={Exception: page_error},
+    request_max_body_size=4096,  # the sign-in form is the only body
+    include_in_schema=False,
+    tags=["ui"],
+)
