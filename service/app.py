@@ -18,7 +18,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from service import health
+from service import health, metrics
 from service.context import Resources
 from service.errors import BurroError
 from service.ids import new_id
@@ -76,9 +76,25 @@ def create_app(settings: Settings, *, configure_logs: bool = True) -> Litestar:
 
 
 def _route_handlers() -> list[Any]:
+    from service.aliases import router as aliases
     from service.datasets.routes import router as datasets
+    from service.evaluations.routes import router as evaluations
+    from service.inference.routes import router as inference
+    from service.jobs.routes import routers as jobs
+    from service.ui.routes import router as ui
+    from service.webhooks.routes import router as webhooks
 
-    return [health.router, datasets]
+    return [
+        health.router,
+        metrics.metrics_endpoint,
+        datasets,
+        jobs,
+        webhooks,
+        inference,
+        aliases,
+        evaluations,
+        ui,
+    ]
 
 
 def _provide_resources(state: State) -> Resources:
@@ -107,6 +123,8 @@ def request_context_middleware(app: ASGIApp) -> ASGIApp:
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         status = 500
+        # The route's template, not its path: a label per job id would never end.
+        route = scope.get("path_template") or metrics.UNMATCHED_ROUTE
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -121,12 +139,15 @@ def request_context_middleware(app: ASGIApp) -> ASGIApp:
         try:
             await app(scope, receive, send_with_id)
         finally:
+            seconds = time.perf_counter() - started
+            if route != metrics.METRICS_PATH:
+                metrics.observe_request(route, scope["method"], status, seconds)
             log.info(
                 "http.request",
                 method=scope["method"],
                 path=scope["path"],
                 status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                duration_ms=round(seconds * 1000, 2),
             )
 
     return middleware
@@ -172,7 +193,11 @@ def openai_error(status: int, code: str, message: str, param: str | None = None)
     """An error body in OpenAI's shape."""
     kinds = {401: "authentication_error", 403: "permission_error", 404: "invalid_request_error"}
     kind = kinds.get(status, "server_error" if status >= 500 else "invalid_request_error")
-    openai_codes = {"unauthorized": "invalid_api_key", "not_found": "model_not_found"}
+    openai_codes = {
+        "unauthorized": "invalid_api_key",
+        "not_found": "model_not_found",
+        "rate_limited": "rate_limit_exceeded",
+    }
     return {"message": message, "type": kind, "param": param, "code": openai_codes.get(code, code)}
 
 

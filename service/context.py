@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from litestar import Request
 from litestar.di import NamedDependency
 from redis.asyncio import Redis
 
+from service.inference.proxy import Upstream
+from service.inference.usage import UsageMeter
+from service.limits import RateLimiter
 from service.models import ModelTable
 from service.queue import Queue
 from service.settings import Settings
@@ -24,11 +27,19 @@ class Resources:
     queue: Queue
     keys: KeyRing
     models: ModelTable
+    # The chat path's upstream HTTP client and usage counters (service.inference).
+    upstream: Upstream = field(default_factory=Upstream)
+    usage: UsageMeter = field(default_factory=UsageMeter)
+    limiter: RateLimiter = field(default_factory=RateLimiter.off)
 
     @classmethod
     def build(cls, settings: Settings, queue: Queue, keys: KeyRing) -> Resources:
         return cls(
-            settings=settings, queue=queue, keys=keys, models=ModelTable.load(settings.models_file)
+            settings=settings,
+            queue=queue,
+            keys=keys,
+            models=ModelTable.load(settings.models_file),
+            limiter=RateLimiter(queue.redis, settings.rate_limit, settings.rate_limit_burst),
         )
 
     @property
@@ -36,6 +47,8 @@ class Resources:
         return self.queue.redis
 
     async def close(self) -> None:
+        await self.usage.close()
+        await self.upstream.close()
         await self.queue.close()
 
 
@@ -50,5 +63,13 @@ def today() -> datetime.date:
 
 
 async def provide_tenant(request: Request[Any, Any, Any], resources: UsesResources) -> str:
-    """The tenant behind the request's bearer key (401 otherwise)."""
-    return await resources.keys.tenant_for(request.headers.get("authorization"))
+    """The tenant behind the request's bearer key (401 otherwise), within its rate limit (429)."""
+    return await authenticate(resources, request.headers.get("authorization"))
+
+
+async def authenticate(resources: Resources, authorization: str | None) -> str:
+    """The tenant that owns the key in `authorization` (401), booked against its rate limit
+    (429): for handlers that read the header themselves, like the chat path."""
+    tenant = await resources.keys.tenant_for(authorization)
+    await resources.limiter.check(tenant)
+    return tenant

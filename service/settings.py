@@ -42,6 +42,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     models_file: Path | None = None
     log_level: str = "INFO"
     log_json: bool | None = None  # None: JSON unless stderr is a terminal
+    # Requests per second per tenant (0: no limit) and how many may come at once.
+    rate_limit: float = 50.0
+    rate_limit_burst: int = 100
+    max_active_jobs: int = 0  # unfinished jobs per tenant; 0: unlimited
+    monthly_budget_usd: float = 0.0  # training spend per tenant and calendar month; 0: unlimited
+    metrics_port: int = 0  # the worker serves /metrics on this port; 0: not at all
 
     def provider(self, name: str) -> ProviderSettings | None:
         """The provider configured under `name`, if any."""
@@ -72,6 +78,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             models_file=Path(env["BURRO_MODELS_FILE"]) if env.get("BURRO_MODELS_FILE") else None,
             log_level=env.get("BURRO_LOG_LEVEL", "INFO").upper(),
             log_json=_parse_bool(env["BURRO_LOG_JSON"]) if env.get("BURRO_LOG_JSON") else None,
+            rate_limit=float(env.get("BURRO_RATE_LIMIT", "50")),
+            rate_limit_burst=int(env.get("BURRO_RATE_LIMIT_BURST", "100")),
+            max_active_jobs=int(env.get("BURRO_MAX_ACTIVE_JOBS", "0")),
+            monthly_budget_usd=float(env.get("BURRO_MONTHLY_BUDGET_USD", "0")),
+            metrics_port=int(env.get("BURRO_METRICS_PORT", "0")),
         )
 
 

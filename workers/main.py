@@ -1,43 +1,257 @@
-"""The arq worker: its settings, its start-up and shutdown, and every background function."""
+"""The arq worker: its settings, its start-up and shutdown, and every background function.
+
+Each function is a thin shell: it takes the ids arq hands it, calls the core in `workers.upload`
+or `workers.fine_tuning`, and turns upstream failures into explicit, bounded retries.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import sys
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
-from arq.worker import run_worker
+import structlog
+from arq import Retry
+from arq.worker import func, run_worker
 
+from service.jobs.records import UNFINISHED_KEY, JobError, active_key
+from service.jobs.transitions import InvalidTransition, jobs, record, transition
 from service.logging import configure_logging
-from service.queue import QUEUE_NAME, deserialize_job, redis_settings, serialize_job
+from service.models import ModelTable
+from service.providers import Providers, UpstreamFailure, classify
+from service.queue import QUEUE_NAME, Queue, deserialize_job, redis_settings, serialize_job
 from service.settings import Settings
+from workers import fine_tuning, upload
+from workers.context import WorkerContext
+from workers.evaluations import evaluation_functions
+from workers.webhooks import start_webhooks, stop_webhooks, webhook_functions
+
+log = structlog.get_logger("burro.worker")
+
+# Seconds. arq keeps a dead worker's job locked for its timeout + 10 s: short timeouts make a
+# crashed worker's job run again soon (the cores are safe to repeat).
+UPLOAD_TIMEOUT = 120
+CREATE_TIMEOUT = 60
+POLL_TIMEOUT = 60
+REFRESH_TIMEOUT = 60
+CANCEL_TIMEOUT = 60
+
+Core = Callable[[WorkerContext, str], Awaitable[None]]
 
 
-async def startup(ctx: dict[str, Any]) -> None:
-    """Long-lived clients, made once per worker process."""
+def _burro(ctx: dict[str, Any]) -> WorkerContext:
+    w: WorkerContext = ctx["burro"]
+    return w
 
 
-async def shutdown(ctx: dict[str, Any]) -> None:
-    """Close what startup made."""
+async def _with_retries(ctx: dict[str, Any], job_id: str, core: Core, step: str) -> None:
+    """Run `core`; a transient failure is retried (backoff with jitter) up to `max_tries` runs,
+    a permanent one (or the last try) fails the Burro job with the upstream's code and words."""
+    w = _burro(ctx)
+    attempt = int(ctx.get("job_try", 1))
+    try:
+        await core(w, job_id)
+        return
+    except upload.Busy as exc:
+        # Not a failure: the lock's holder finishes, or its lock expires, within retry_after.
+        log.info(f"job.{step}_busy", job=job_id, reason=str(exc), retry_after=exc.retry_after)
+        if attempt < w.max_tries * 4:
+            raise Retry(defer=exc.retry_after + w.backoff(1)) from None
+        failure = UpstreamFailure("busy", str(exc), transient=True, status=None)
+    except Exception as exc:
+        classified = classify(exc)
+        if classified is None:
+            log.exception(f"job.{step}_error", job=job_id)
+            failure = UpstreamFailure(
+                "internal_error",
+                f"Burro failed to {step}: {type(exc).__name__}",
+                transient=True,
+                status=None,
+            )
+        else:
+            failure = classified
+    if failure.transient and attempt < w.max_tries:
+        delay = w.backoff(attempt)
+        log.warning(
+            f"job.{step}_retry", job=job_id, code=failure.code, status=failure.status, delay=delay
+        )
+        await record(
+            w.queue,
+            job_id,
+            f"{step.capitalize()} failed ({failure.code}); trying again in {delay:.1f} s "
+            f"(try {attempt} of {w.max_tries}).",
+            type="retry",
+            level="warn",
+            data={"code": failure.code, "status": failure.status, "attempt": attempt},
+        )
+        raise Retry(defer=delay)
+    log.warning(f"job.{step}_failed", job=job_id, code=failure.code, status=failure.status)
+    with contextlib.suppress(InvalidTransition):  # already terminal
+        await transition(
+            w.queue,
+            job_id,
+            "failed",
+            message=f"{step.capitalize()} failed: {failure.message}",
+            error=JobError(code=failure.code, message=failure.message),
+        )
 
 
-def worker_settings(settings: Settings) -> type:
-    """arq's WorkerSettings class for `settings`."""
+async def upload_job_files(ctx: dict[str, Any], job_id: str) -> None:
+    await _with_retries(ctx, job_id, upload.upload_job_files, "upload")
+
+
+async def create_upstream_job(ctx: dict[str, Any], job_id: str) -> None:
+    await _with_retries(ctx, job_id, fine_tuning.create_upstream_job, "create")
+
+
+async def refresh_job(ctx: dict[str, Any], job_id: str) -> None:
+    """Upstream said something changed: mirror now (a failure waits for the next poll)."""
+    try:
+        await fine_tuning.refresh_job(_burro(ctx), job_id)
+    except Exception as exc:
+        failure = classify(exc)
+        if failure is None:
+            raise
+        log.warning("job.refresh_failed", job=job_id, code=failure.code, status=failure.status)
+
+
+async def cancel_job(ctx: dict[str, Any], job_id: str) -> None:
+    """Cancel upstream: retried while the upstream is unavailable; a refusal (the upstream job
+    ended meanwhile) just mirrors the job."""
+    w = _burro(ctx)
+    try:
+        await fine_tuning.cancel_upstream_job(w, job_id)
+    except upload.Busy as exc:
+        raise Retry(defer=exc.retry_after + w.backoff(1)) from None
+    except Exception as exc:
+        failure = classify(exc)
+        if failure is None:
+            raise
+        if failure.transient and int(ctx.get("job_try", 1)) < w.max_tries:
+            raise Retry(defer=w.backoff(int(ctx.get("job_try", 1)))) from None
+        log.warning("job.cancel_refused", job=job_id, code=failure.code)
+        await fine_tuning.refresh_job(w, job_id)
+
+
+async def poll_provider(ctx: dict[str, Any], provider: str) -> None:
+    """Mirror every active job of `provider`, then run again after the poll interval (with
+    jitter). The loop never sleeps: it is rescheduled under the same fixed job id."""
+    w = _burro(ctx)
+    try:
+        await fine_tuning.poll_provider(w, provider)
+    except Exception as exc:
+        failure = classify(exc)
+        if failure is None:
+            log.exception("job.poll_error", provider=provider)
+        else:
+            log.warning("job.poll_failed", provider=provider, code=failure.code)
+    raise Retry(defer=w.poll_delay())
+
+
+async def resume_unfinished(w: WorkerContext) -> None:
+    """At start-up: every unfinished job gets its next step again (fixed ids collapse repeats)."""
+    raw = await w.redis.smembers(UNFINISHED_KEY)  # type: ignore[misc]
+    ids = sorted(i.decode() if isinstance(i, bytes) else str(i) for i in raw)
+    providers = set()
+    for job_id, job in zip(ids, await jobs(w.redis).get_many(ids), strict=True):
+        if job is None or job.terminal:
+            await w.redis.srem(UNFINISHED_KEY, job_id)  # type: ignore[misc]
+        elif job.upstream_job_id is None:
+            await w.queue.enqueue("upload_job_files", job_id, job_id=f"upload:{job_id}")
+        else:
+            await w.redis.zadd(active_key(job.provider), {job_id: job.created_at})
+            providers.add(job.provider)
+    for provider in providers:
+        await fine_tuning.ensure_polling(w, provider)
+    if ids:
+        log.info("worker.resumed", jobs=len(ids), providers=sorted(providers))
+
+
+def worker_settings(
+    settings: Settings, *, function_timeout: float | None = None, **options: Any
+) -> type:
+    """arq's WorkerSettings class for `settings`; `options` override WorkerContext's knobs
+    (upload_threshold, upload_part_bytes, max_tries, retry_base, retry_cap, poll_jitter).
+
+    `function_timeout` replaces every function's timeout (crash tests use a few seconds, so a
+    killed worker's jobs run again soon); the locks scale with it.
+    """
     if settings.redis_url is None:
         raise RuntimeError("REDIS_URL is not set")
+    timeouts: dict[str, float] = {
+        "upload": UPLOAD_TIMEOUT,
+        "create": CREATE_TIMEOUT,
+        "poll": POLL_TIMEOUT,
+        "refresh": REFRESH_TIMEOUT,
+        "cancel": CANCEL_TIMEOUT,
+    }
+    if function_timeout is not None:
+        timeouts = dict.fromkeys(timeouts, function_timeout)
+        options.setdefault("create_lock_ms", int(function_timeout * 1500))
+        options.setdefault("upload_lock_ms", int(function_timeout * 1500))
+
+    async def startup(ctx: dict[str, Any]) -> None:
+        """Long-lived clients, made once per worker process."""
+        w = WorkerContext(
+            settings=settings,
+            queue=Queue(ctx["redis"]),
+            providers=Providers(settings),
+            models=ModelTable.load(settings.models_file),
+            **options,
+        )
+        ctx["burro"] = w
+        await start_webhooks(ctx, settings)
+        await resume_unfinished(w)
+        log.info("worker.started", providers=[p.name for p in settings.providers])
+
+    async def shutdown(ctx: dict[str, Any]) -> None:
+        """Close what startup made (arq closes its own Redis pool)."""
+        w = ctx.get("burro")
+        if isinstance(w, WorkerContext):
+            await w.providers.close()
+        await stop_webhooks(ctx)
+
+    max_tries = int(options.get("max_tries", WorkerContext.max_tries))
+
+    all_functions = [
+        func(upload_job_files, timeout=timeouts["upload"], max_tries=4 * max_tries + 1),
+        func(create_upstream_job, timeout=timeouts["create"], max_tries=4 * max_tries + 1),
+        func(refresh_job, timeout=timeouts["refresh"], max_tries=3),
+        func(cancel_job, timeout=timeouts["cancel"], max_tries=max_tries + 1),
+        func(poll_provider, timeout=timeouts["poll"], max_tries=sys.maxsize),
+        *webhook_functions(settings),
+        *evaluation_functions(),
+    ]
+    if function_timeout is not None:
+        # arq locks a dead worker's job for the longest timeout of all: shorten them all.
+        all_functions = [dataclasses.replace(f, timeout_s=function_timeout) for f in all_functions]
 
     class WorkerSettings:
-        functions: ClassVar[list[Any]] = []
+        functions: ClassVar[list[Any]] = all_functions
         queue_name = QUEUE_NAME
-        redis_settings_ = redis_settings(settings.redis_url)  # type: ignore[arg-type]
+        redis_settings = redis_settings(settings.redis_url)  # type: ignore[arg-type]
         on_startup = startup
         on_shutdown = shutdown
         job_serializer = serialize_job
         job_deserializer = deserialize_job
+        # Fixed job ids (upload:…, poll:…) must be free again as soon as the job ends.
+        keep_result = 0
+        job_timeout = max(timeouts.values())
+        # Jobs wait on the network, not the CPU. A webhook attempt to a hanging receiver holds
+        # its slot for up to BURRO_WEBHOOK_TIMEOUT: many slots keep such receivers from
+        # delaying everybody else's deliveries (arq's default is 10).
+        max_jobs = 200
+        # An idle worker looks for due jobs this often (arq's default is 0.5 s): the floor of a
+        # webhook's delay after a job's change, for ten cheap reads a second.
+        poll_delay = 0.1
 
-    WorkerSettings.redis_settings = WorkerSettings.redis_settings_  # type: ignore[attr-defined]
     return WorkerSettings
 
 
-def run(settings: Settings) -> int:
+def run(settings: Settings, **options: Any) -> int:
+    """Run a worker until it is told to stop (`burro worker`); `options` as worker_settings."""
     configure_logging(settings.log_level, settings.log_json)
-    run_worker(worker_settings(settings))
+    run_worker(worker_settings(settings, **options))
     return 0

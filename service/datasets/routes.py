@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -50,30 +50,33 @@ def datasets(resources: Resources) -> Collection[Dataset]:
 _BINARY = Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)
 
 
+_UPLOAD_BODY = RequestBody(
+    required=True,
+    description="The JSONL file, raw or as the field `file` of a multipart form.",
+    content={
+        **{media: OpenAPIMediaType(schema=_BINARY) for media in sorted(RAW_TYPES)},
+        "multipart/form-data": OpenAPIMediaType(
+            schema=Schema(
+                type=OpenAPIType.OBJECT,
+                required=["file"],
+                properties={
+                    "file": _BINARY,
+                    "name": Schema(type=OpenAPIType.STRING),
+                    "kind": Schema(type=OpenAPIType.STRING, enum=["chat", "preference"]),
+                },
+            )
+        ),
+    },
+)
+
+
 @dataclass
 class UploadOperation(Operation):
-    """Documents the streamed body, which the handler reads itself."""
+    """Documents the streamed body, which the handler reads itself (Litestar passes None)."""
 
-    request_body: RequestBody | None = field(
-        default_factory=lambda: RequestBody(
-            required=True,
-            description="The JSONL file, raw or as the field `file` of a multipart form.",
-            content={
-                **{media: OpenAPIMediaType(schema=_BINARY) for media in sorted(RAW_TYPES)},
-                "multipart/form-data": OpenAPIMediaType(
-                    schema=Schema(
-                        type=OpenAPIType.OBJECT,
-                        required=["file"],
-                        properties={
-                            "file": _BINARY,
-                            "name": Schema(type=OpenAPIType.STRING),
-                            "kind": Schema(type=OpenAPIType.STRING, enum=["chat", "preference"]),
-                        },
-                    )
-                ),
-            },
-        )
-    )
+    def __post_init__(self) -> None:
+        if self.request_body is None:
+            self.request_body = _UPLOAD_BODY
 
 
 async def _check_upload(
