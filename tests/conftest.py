@@ -44,6 +44,8 @@ def settings(redis_url: str, tmp_path: Path) -> Settings:
         data_dir=tmp_path / "data",
         api_keys=TENANT_KEYS,
         webhook_allow_private=True,
+        # Tests poll the API in loops; the limit itself is tested in tests/test_limits.py.
+        rate_limit=0,
         log_level="WARNING",
         log_json=True,
     )

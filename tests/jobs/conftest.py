@@ -144,16 +144,24 @@ class WorkerThread:
 
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._task = asyncio.current_task()  # type: ignore[assignment]
         self.worker = create_worker(
             worker_settings(self.settings, **self.options), handle_signals=False, poll_delay=0.05
         )
+        # stop() cancels only the worker's own task, so that closing it below is never
+        # interrupted by the same cancellation.
+        self._task = asyncio.create_task(self.worker.main())
         self._started.set()
         try:
-            await self.worker.main()
-        except asyncio.CancelledError:
-            pass
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
         finally:
+            # arq's close() re-raises the cancellation of a job that was still running: end
+            # those jobs here first, so that closing always gets to release the pool.
+            running = list(self.worker.tasks.values())
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            self.worker.tasks.clear()
             with warnings.catch_warnings():
                 # arq 0.28 closes its pool with redis' deprecated close().
                 warnings.simplefilter("ignore", DeprecationWarning)
