@@ -43,3 +43,19 @@ openapi: ## Regenerate openapi/openapi.json from the code
 .PHONY: bench-validate
 bench-validate: install ## Benchmark the dataset checks against the cookbook and bare tokenizing
 	$(UV) run python bench/validate.py
+
+.PHONY: bench-chat
+bench-chat: install ## Benchmark the chat path: direct to an upstream vs through Burro
+	$(UV) run python bench/chat.py
+
+.PHONY: bench-jobs
+bench-jobs: install ## Benchmark one poll pass as the number of active jobs grows
+	$(UV) run python bench/jobs.py
+
+.PHONY: bench-webhooks
+bench-webhooks: install ## Benchmark webhook delivery when many jobs finish at once
+	$(UV) run python bench/webhooks.py
+
+.PHONY: bench-load
+bench-load: install ## Mixed traffic from many tenants: API, worker and sandbox as processes
+	$(UV) run python bench/load.py

@@ -23,15 +23,12 @@ from service.context import Resources
 from service.errors import BurroError
 from service.ids import new_id
 from service.logging import configure_logging
+from service.problems import OPENAI_COMPATIBLE_PREFIXES, PROBLEM_JSON, ErrorResponses
 from service.queue import Queue
 from service.settings import Settings
 from service.tenants import KeyRing
 
 log = structlog.get_logger("burro.api")
-
-PROBLEM_JSON = "application/problem+json"
-# Paths that speak OpenAI's dialect, errors included, so OpenAI clients parse them.
-OPENAI_COMPATIBLE_PREFIXES = ("/v1/chat/", "/v1/models")
 
 
 def create_app(settings: Settings, *, configure_logs: bool = True) -> Litestar:
@@ -58,6 +55,7 @@ def create_app(settings: Settings, *, configure_logs: bool = True) -> Litestar:
         exception_handlers={Exception: handle_exception},
         lifespan=[lifespan],
         middleware=[request_context_middleware],
+        plugins=[ErrorResponses()],
         openapi_config=OpenAPIConfig(
             title="Burro",
             version="1",

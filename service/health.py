@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from litestar import Response, Router, get
+from litestar.openapi.datastructures import ResponseSpec
 
 from service.context import UsesResources
 
@@ -12,7 +13,18 @@ async def live() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/ready", summary="Redis answers and a worker is alive", security=[])
+@get(
+    "/ready",
+    summary="Redis answers and a worker is alive",
+    security=[],
+    responses={
+        503: ResponseSpec(
+            data_container=dict[str, object],
+            description="Redis or every worker is away",
+            generate_examples=False,
+        )
+    },
+)
 async def ready(resources: UsesResources) -> Response[dict[str, object]]:
     checks: dict[str, object] = {}
     try:

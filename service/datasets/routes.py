@@ -24,7 +24,7 @@ from litestar.params import FromPath, FromQuery, HeaderParameter, QueryParameter
 from litestar.response import File
 
 from service.context import Resources, Tenant, UsesResources, provide_tenant, today
-from service.datasets.checks import DatasetCheck, DatasetReport
+from service.datasets.checks import DatasetCheck, DatasetReport, UnknownModel
 from service.datasets.intake import RAW_TYPES, Intake, read_upload
 from service.datasets.records import (
     Dataset,
@@ -35,7 +35,7 @@ from service.datasets.records import (
     sha_index_key,
     users_key,
 )
-from service.errors import BadRequest, Conflict, InvalidDataset
+from service.errors import BadRequest, Conflict, InvalidDataset, Unprocessable
 from service.idempotency import IdempotencyKeys, fingerprint
 from service.ids import new_id
 from service.store import Collection, now
@@ -90,9 +90,12 @@ async def _check_upload(
     """Stream the request body through the checks (and to a spool file when `keep`)."""
     settings = resources.settings
     spool = settings.data_dir / "datasets" if keep else None
-    check = DatasetCheck(
-        kind=kind, models=resources.models, estimate_models=models or None, today=today()
-    )
+    try:
+        check = DatasetCheck(
+            kind=kind, models=resources.models, estimate_models=models or None, today=today()
+        )
+    except UnknownModel as exc:  # `?model=` names a model the price table does not know
+        raise Unprocessable(f"model: {exc}", param="model") from None
     intake = Intake(check, spool, settings.max_dataset_bytes)
     try:
         await read_upload(

@@ -131,6 +131,17 @@ def test_an_unsupported_media_type_is_a_415(client: httpx.Client) -> None:
     assert response.status_code == 415
 
 
+@pytest.mark.parametrize("path", ["/v1/datasets", "/v1/datasets/validate"])
+def test_an_unknown_estimate_model_is_a_422_not_a_500(
+    client: httpx.Client, settings: Settings, path: str
+) -> None:
+    """Found by the fuzzer: `?model=` naming no model in the price table was a 500."""
+    response = client.post(path, content=chat_file(), headers=JSONL, params={"model": "nope"})
+    assert response.status_code == 422
+    assert response.json()["param"] == "model"
+    assert stored_files(settings) == []
+
+
 def test_a_form_without_a_file_is_a_400(client: httpx.Client) -> None:
     response = client.post("/v1/datasets", files={"other": ("x", b"y")})
     assert response.status_code == 400
