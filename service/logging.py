@@ -6,7 +6,7 @@ import logging
 import re
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -45,10 +45,14 @@ def redact_secrets(
     return event_dict
 
 
-def configure_logging(level: str = "INFO", json: bool | None = None) -> None:
-    """Configure structlog (and the stdlib loggers it renders) once per process."""
+def configure_logging(
+    level: str = "INFO", json: bool | None = None, stream: TextIO | None = None
+) -> None:
+    """Configure structlog (and the stdlib loggers it renders) once per process; everything is
+    written to `stream`, stderr by default."""
+    stream = stream or sys.stderr
     if json is None:
-        json = not sys.stderr.isatty()
+        json = not stream.isatty()
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -62,11 +66,11 @@ def configure_logging(level: str = "INFO", json: bool | None = None) -> None:
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.WriteLoggerFactory(sys.stderr),
+        logger_factory=structlog.WriteLoggerFactory(stream),
         cache_logger_on_first_use=True,
     )
     # Libraries log through the stdlib; render them the same way.
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
@@ -76,5 +80,6 @@ def configure_logging(level: str = "INFO", json: bool | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("httpx", "httpcore", "openai._base_client"):
+    # Their DEBUG lines trace every request; openai 3.x sends through httpx2/httpcore2.
+    for noisy in ("httpx", "httpcore", "httpx2", "httpcore2", "openai._base_client"):
         logging.getLogger(noisy).setLevel(max(logging.getLevelName(level), logging.INFO))

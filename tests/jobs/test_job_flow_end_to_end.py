@@ -12,8 +12,9 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from conftest import MODEL, StartWorker, upload_dataset, wait_for
 from standardwebhooks.webhooks import Webhook
+
+from tests.jobs.conftest import MODEL, StartWorker, upload_dataset, wait_for
 
 
 class Receiver:
