@@ -171,6 +171,8 @@ def start_processes(
         "BURRO_PROVIDER_BENCH_API_KEY": "sk-bench",
         "BURRO_LOG_LEVEL": "WARNING",
         "BURRO_LOG_JSON": "true",
+        # The load generator is one tenant at thousands of requests a second.
+        "BURRO_RATE_LIMIT": "0",
     }
     env.pop("OPENAI_API_KEY", None)
     burro = subprocess.Popen(
