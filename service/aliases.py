@@ -49,12 +49,14 @@ class NothingToRollBack(Conflict):
 
 
 class AliasTarget(msgspec.Struct, frozen=True, kw_only=True):
-    """One move of an alias: where it pointed from `at` on, and why."""
+    """One entry of an alias' history: where it pointed from `at` on, and why; or, with
+    `moved` false, a job that was considered for it and not promoted, and why not."""
 
     job: str
     model: str
     at: int
     reason: str = ""
+    moved: bool = True
 
 
 class Alias(msgspec.Struct, frozen=True, kw_only=True):
@@ -275,6 +277,30 @@ async def move_alias(
     )
 
 
+async def note_not_moved(
+    redis: Redis, tenant: str, name: str, *, job_id: str, model: str, reason: str
+) -> bool:
+    """Keep in the alias' history that `job_id` was not promoted to it, and why; the alias
+    does not move. False when there is no such alias (its history starts with its first move).
+
+    The same note twice in a row is kept once, so a repeated decision is harmless.
+    """
+
+    def change(current: Alias | None) -> Alias | None:
+        if current is None:
+            return None
+        entry = AliasTarget(job=job_id, model=model, at=now(), reason=reason, moved=False)
+        last = current.history[-1] if current.history else None
+        if last is not None and (last.job, last.reason, last.moved) == (job_id, reason, False):
+            return current
+        return msgspec.structs.replace(current, history=[*current.history, entry][-MAX_HISTORY:])
+
+    before, after = await _write(redis, tenant, name, change)
+    if after is not None and after is not before:
+        log.info("alias.not_moved", tenant=tenant, alias=name, job=job_id, reason=reason)
+    return after is not None
+
+
 async def rollback_alias(redis: Redis, tenant: str, name: str) -> Alias:
     """Point `name` back at the target it had before its last move (Conflict when none)."""
     current = await get_alias(redis, tenant, name)
@@ -316,10 +342,13 @@ class AliasPut(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
 
 class AliasHistoryOut(msgspec.Struct, frozen=True, kw_only=True):
+    """One entry of the history; `moved` false: the job was considered and not promoted."""
+
     job: str
     model: str
     at: int
     reason: str
+    moved: bool
 
 
 class AliasOut(msgspec.Struct, frozen=True, kw_only=True):
@@ -346,7 +375,7 @@ class AliasOut(msgspec.Struct, frozen=True, kw_only=True):
             updated_at=alias.updated_at,
             can_roll_back=bool(alias.previous),
             history=[
-                AliasHistoryOut(job=h.job, model=h.model, at=h.at, reason=h.reason)
+                AliasHistoryOut(job=h.job, model=h.model, at=h.at, reason=h.reason, moved=h.moved)
                 for h in reversed(alias.history)
             ],
         )

@@ -1,5 +1,6 @@
 """Evaluation → worker: `run_evaluation` runs one evaluation to its end (see
-`service.evaluations.runner`), with the worker's clients."""
+`service.evaluations.runner`), with the worker's clients; `start_promotion` starts the
+evaluation that gates a succeeded job's promotion (`service.evaluations.promotion`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from typing import Any
 
 from arq.worker import Function, func
 
-from service.evaluations import runner
+from service.evaluations import promotion, runner
+from service.jobs.transitions import PROMOTE_FUNCTION
 from workers.context import WorkerContext
 
 # arq locks a dead worker's job for the LONGEST function timeout + 10 s, whatever the job: a
@@ -35,8 +37,16 @@ async def run_evaluation(ctx: dict[str, Any], evaluation_id: str) -> str:
     return "missing" if evaluation is None else evaluation.status
 
 
+async def start_promotion(ctx: dict[str, Any], job_id: str) -> str:
+    """Create and enqueue the evaluation that gates job `job_id`'s promotion."""
+    w: WorkerContext = ctx["burro"]
+    started = await promotion.start(w.redis, w.queue, w.settings, w.models, job_id)
+    return started or "nothing to start"
+
+
 def evaluation_functions() -> list[Function]:
     """The evaluation functions for the worker's `functions`."""
     return [
-        func(run_evaluation, name=runner.RUN_FUNCTION, timeout=RUN_TIMEOUT, max_tries=RUN_TRIES)
+        func(run_evaluation, name=runner.RUN_FUNCTION, timeout=RUN_TIMEOUT, max_tries=RUN_TRIES),
+        func(start_promotion, name=PROMOTE_FUNCTION, timeout=60, max_tries=RUN_TRIES),
     ]

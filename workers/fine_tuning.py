@@ -10,6 +10,7 @@ import secrets
 from typing import Any
 
 import msgspec
+import openai
 import structlog
 from openai import AsyncOpenAI
 from openai.types.fine_tuning import FineTuningJob
@@ -119,6 +120,11 @@ async def create_upstream_job(w: WorkerContext, job_id: str) -> None:
         key = create_lock_key(job_id)
         if not await redis.set(key, token, nx=True, px=w.create_lock_ms):
             raise Busy(f"job {job_id} is being created", await _lock_left(w, key))
+        # A create that got no answer (cancelled, timed out, connection lost) may still land
+        # upstream. Its lock is then left to expire (create_lock_ms, longer than any request)
+        # instead of released, so the next run looks the job up only after a late create has
+        # landed and finds it, rather than making a second one.
+        release_lock = True
         try:
             job = await jobs(redis).get(job_id)
             if job is None or job.status in TERMINAL:
@@ -129,7 +135,13 @@ async def create_upstream_job(w: WorkerContext, job_id: str) -> None:
                 client = _client(w, job)
                 upstream = await find_upstream_job(client, job)
                 if upstream is None:
-                    upstream = await client.fine_tuning.jobs.create(**create_params(job))
+                    release_lock = False
+                    try:
+                        upstream = await client.fine_tuning.jobs.create(**create_params(job))
+                    except openai.APIStatusError:
+                        release_lock = True  # an answer, even a 5xx: the request is over
+                        raise
+                    release_lock = True
                     log.info("job.upstream_created", job=job_id, upstream=upstream.id)
                 else:
                     log.info("job.upstream_found", job=job_id, upstream=upstream.id)
@@ -140,7 +152,10 @@ async def create_upstream_job(w: WorkerContext, job_id: str) -> None:
                 await redis.zadd(active_key(job.provider), {job_id: job.created_at})
                 job = await mirror(w, job, upstream)
         finally:
-            await release(redis, key, token)
+            if release_lock:
+                await release(redis, key, token)
+            else:
+                log.warning("job.create_unanswered", job=job_id, lock_ms=w.create_lock_ms)
     if job.status not in TERMINAL:
         await redis.zadd(active_key(job.provider), {job_id: job.created_at})
         await ensure_polling(w, job.provider)

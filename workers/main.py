@@ -6,6 +6,7 @@ or `workers.fine_tuning`, and turns upstream failures into explicit, bounded ret
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import sys
@@ -14,8 +15,9 @@ from typing import Any, ClassVar
 
 import structlog
 from arq import Retry
-from arq.worker import func, run_worker
+from arq.worker import func
 
+from service.jobs.quotas import tenant_unfinished_key
 from service.jobs.records import UNFINISHED_KEY, JobError, active_key
 from service.jobs.transitions import InvalidTransition, jobs, record, transition
 from service.logging import configure_logging
@@ -26,6 +28,7 @@ from service.settings import Settings
 from workers import fine_tuning, upload
 from workers.context import WorkerContext
 from workers.evaluations import evaluation_functions
+from workers.supervisor import supervise
 from workers.webhooks import start_webhooks, stop_webhooks, webhook_functions
 
 log = structlog.get_logger("burro.worker")
@@ -163,6 +166,9 @@ async def resume_unfinished(w: WorkerContext) -> None:
         else:
             await w.redis.zadd(active_key(job.provider), {job_id: job.created_at})
             providers.add(job.provider)
+        if job is not None and not job.terminal:
+            # Jobs stored before the per-tenant sets existed count against the limit too.
+            await w.redis.sadd(tenant_unfinished_key(job.tenant), job_id)  # type: ignore[misc]
     for provider in providers:
         await fine_tuning.ensure_polling(w, provider)
     if ids:
@@ -251,7 +257,7 @@ def worker_settings(
 
 
 def run(settings: Settings, **options: Any) -> int:
-    """Run a worker until it is told to stop (`burro worker`); `options` as worker_settings."""
+    """Run a worker until SIGTERM/SIGINT (`burro worker`), restarting it when Redis goes away
+    (see workers.supervisor); `options` as worker_settings."""
     configure_logging(settings.log_level, settings.log_json)
-    run_worker(worker_settings(settings, **options))
-    return 0
+    return asyncio.run(supervise(worker_settings(settings, **options)))

@@ -18,16 +18,12 @@ from service.evaluations.runner import (
     evaluations,
     load_rows,
     rows_done,
+    run_job_id,
 )
 
 log = structlog.get_logger("burro.evaluations")
 
 _MAX_BODY = 64 * 1024  # a request is a few ids
-
-
-def run_job_id(evaluation_id: str) -> str:
-    """The fixed queue id of an evaluation's run: enqueued twice, it runs once at a time."""
-    return f"evaluation:{evaluation_id}"
 
 
 @post("/", status_code=202, summary="Evaluate a succeeded job's model against a baseline")

@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 
 from service.datasets.records import Dataset, content_path, users_key
 from service.errors import NotFound, Unprocessable
-from service.evaluations import scoring
+from service.evaluations import promotion, scoring
 from service.evaluations.examples import Example, read_examples
 from service.evaluations.records import (
     EVALUATIONS,
@@ -56,8 +56,11 @@ __all__ = [
     "create_evaluation",
     "evaluations",
     "load_rows",
+    "resolve_baseline",
     "rows_done",
     "run_evaluation",
+    "run_job_id",
+    "test_examples",
 ]
 
 log = structlog.get_logger("burro.evaluations")
@@ -116,13 +119,21 @@ async def create_evaluation(
     tenant: str,
     data: EvaluationCreate,
     request_id: str | None = None,
+    evaluation_id: str | None = None,
 ) -> Evaluation:
     """Check a request and store its evaluation, `queued`; the caller enqueues `RUN_FUNCTION`.
 
     404 for an unknown (or another tenant's) job or dataset; 422 for a job that has not
     succeeded, a dataset with no example to evaluate, or a baseline nobody can answer as.
     The dataset counts as in use (it cannot be deleted) until the evaluation ends.
+
+    With `evaluation_id` (a promotion gate's fixed id) an evaluation already stored under it is
+    returned as it is, so a repeated call creates nothing twice.
     """
+    if evaluation_id is not None:
+        existing = await evaluations(redis).get(evaluation_id)
+        if existing is not None:
+            return existing
     target = await registered(redis, tenant, data.job)
     if target is None:
         job = await Collection(redis, JOBS, Job).get(data.job)
@@ -135,41 +146,16 @@ async def create_evaluation(
     dataset = await Collection(redis, "datasets", Dataset).get(data.dataset)
     if dataset is None or dataset.tenant != tenant:
         raise NotFound(f"No dataset {data.dataset!r}.", param="dataset")
-    if dataset.kind != "chat":
-        raise UnusableDataset(
-            f"dataset: {dataset.id} is a {dataset.kind} set; an evaluation needs a chat set.",
-            param="dataset",
-        )
-    path = content_path(settings.data_dir, dataset.id)
-    try:
-        examples = await anyio.to_thread.run_sync(read_examples, path, data.max_examples)
-    except FileNotFoundError:
-        raise UnusableDataset(
-            f"dataset: the content of {dataset.id} is gone.", param="dataset"
-        ) from None
-    if not examples:
-        raise UnusableDataset(
-            f"dataset: no example of {dataset.id} has an assistant message after a prompt.",
-            param="dataset",
-        )
+    examples = await test_examples(settings, dataset, data.max_examples, param="dataset")
     baseline_model, baseline_provider, baseline_base = target.base_model, target.provider, None
     if data.baseline_model is not None:
-        try:
-            found = await resolve(redis, settings, tenant, data.baseline_model)
-            baseline_model, baseline_provider = found.model, found.provider
-            baseline_base = found.base_model
-        except ModelNotFound:
-            # Any base model of the table, on the fine-tuned model's provider.
-            if data.baseline_model.startswith("ft:") or models.get(data.baseline_model) is None:
-                raise UnknownBaseline(
-                    f"baseline_model: {data.baseline_model!r} is none of your models or aliases "
-                    "and no base model Burro knows.",
-                    param="baseline_model",
-                ) from None
-            baseline_model = data.baseline_model
+        baseline_model, found_provider, baseline_base = await resolve_baseline(
+            redis, settings, models, tenant, data.baseline_model, param="baseline_model"
+        )
+        baseline_provider = found_provider or baseline_provider
     stamp = now()
     evaluation = Evaluation(
-        id=new_id("eval_"),
+        id=evaluation_id or new_id("eval_"),
         tenant=tenant,
         status="queued",
         job=data.job,
@@ -190,6 +176,55 @@ async def create_evaluation(
     await redis.sadd(users_key(dataset.id), evaluation.id)  # type: ignore[misc]
     log.info("evaluation.created", evaluation=evaluation.id, job=data.job, examples=len(examples))
     return evaluation
+
+
+async def test_examples(
+    settings: Settings, dataset: Dataset, max_examples: int, *, param: str
+) -> list[Example]:
+    """The examples of `dataset` an evaluation puts to the models (422 naming `param` when it
+    is no chat set or has none with an assistant message after a prompt)."""
+    if dataset.kind != "chat":
+        raise UnusableDataset(
+            f"{param}: {dataset.id} is a {dataset.kind} set; an evaluation needs a chat set.",
+            param=param,
+        )
+    path = content_path(settings.data_dir, dataset.id)
+    try:
+        examples = await anyio.to_thread.run_sync(read_examples, path, max_examples)
+    except FileNotFoundError:
+        raise UnusableDataset(
+            f"{param}: the content of {dataset.id} is gone.", param=param
+        ) from None
+    if not examples:
+        raise UnusableDataset(
+            f"{param}: no example of {dataset.id} has an assistant message after a prompt.",
+            param=param,
+        )
+    return examples
+
+
+async def resolve_baseline(
+    redis: Redis, settings: Settings, models: ModelTable, tenant: str, name: str, *, param: str
+) -> tuple[str, str | None, str | None]:
+    """(model, provider, base model) a baseline named `name` answers as: one of the tenant's
+    models or aliases, or a base model of the table (provider None: the fine-tuned model's).
+    422 naming `param` for anything else."""
+    try:
+        found = await resolve(redis, settings, tenant, name)
+        return found.model, found.provider, found.base_model
+    except ModelNotFound:
+        if name.startswith("ft:") or models.get(name) is None:
+            raise UnknownBaseline(
+                f"{param}: {name!r} is none of your models or aliases and no base model Burro "
+                "knows.",
+                param=param,
+            ) from None
+        return name, None, None
+
+
+def run_job_id(evaluation_id: str) -> str:
+    """The fixed queue id of an evaluation's run: enqueued twice, it runs once at a time."""
+    return f"evaluation:{evaluation_id}"
 
 
 # --- Rows ------------------------------------------------------------------------------------
@@ -238,6 +273,8 @@ async def run_evaluation(
         log.warning("evaluation.missing", evaluation=evaluation_id)
         return None
     if evaluation.terminal:
+        # A run that died between saving the end and deciding a promotion decides it now.
+        await promotion.decide(redis, queue, evaluation)
         return evaluation
     if evaluation.status == "queued":
         stamp = now()
@@ -417,6 +454,8 @@ async def _finish(
         winner=summary.winner,
         wins=summary.wins,
     )
+    # A gated promotion moves its alias (or says why not) before anyone hears of the result.
+    await promotion.decide(redis, queue, evaluation)
     await _announce(redis, queue, evaluation, len(rows))
     return evaluation
 

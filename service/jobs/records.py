@@ -96,6 +96,29 @@ class Method(msgspec.Struct, frozen=True, kw_only=True):
     hyperparameters: Hyperparameters = msgspec.field(default_factory=Hyperparameters)
 
 
+PromotionStatus = Literal["pending", "evaluating", "promoted", "not_promoted"]
+# An evaluation of at most this many examples gates a promotion unless the job says otherwise.
+DEFAULT_PROMOTION_EXAMPLES = 50
+MAX_PROMOTION_EXAMPLES = 1000
+
+
+class Promotion(msgspec.Struct, frozen=True, kw_only=True):
+    """A gate on `promote_to`: after the job succeeds, evaluate its model on a test set and move
+    the alias only if it scores at least as well as the baseline (or `min_similarity`).
+
+    `status` goes pending (the job has not succeeded) → evaluating → promoted | not_promoted;
+    `reason` says why, in the words the alias history keeps.
+    """
+
+    evaluation_dataset: str
+    min_similarity: float | None = None
+    baseline_model: str | None = None
+    max_examples: int = DEFAULT_PROMOTION_EXAMPLES
+    status: PromotionStatus = "pending"
+    evaluation: str | None = None
+    reason: str | None = None
+
+
 class Job(msgspec.Struct, frozen=True, kw_only=True):
     """A fine-tuning job as stored in Redis. New fields get defaults; types never change."""
 
@@ -132,6 +155,7 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     stuck_noticed: str | None = None
     cancel_requested: bool = False
     request_id: str | None = None
+    promotion: Promotion | None = None
 
     @property
     def terminal(self) -> bool:
@@ -165,6 +189,19 @@ class MethodIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     hyperparameters: HyperparametersIn | None = None
 
 
+class PromotionIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Promote to `promote_to` only after an evaluation on `evaluation_dataset` (a chat set):
+    the fine-tuned model's mean similarity must reach the baseline's (`baseline_model`, by
+    default the job's base model) or, when given, `min_similarity` (above 1 never promotes)."""
+
+    evaluation_dataset: DatasetId
+    min_similarity: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
+    baseline_model: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
+    max_examples: Annotated[int, msgspec.Meta(ge=1, le=MAX_PROMOTION_EXAMPLES)] = (
+        DEFAULT_PROMOTION_EXAMPLES
+    )
+
+
 class JobCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The body of `POST /v1/jobs`."""
 
@@ -183,6 +220,7 @@ class JobCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
         Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")] | None
     ) = None
     provider: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+    promotion: PromotionIn | None = None
 
 
 # --- Responses -------------------------------------------------------------------------------
@@ -198,6 +236,22 @@ class UpstreamOut(msgspec.Struct, frozen=True, kw_only=True):
     status: str | None
     training_file: str | None
     validation_file: str | None
+
+
+class PromotionOut(msgspec.Struct, frozen=True, kw_only=True):
+    """The promotion gate as callers see it: what it asks, how far it is, and why."""
+
+    evaluation_dataset: str
+    min_similarity: float | None
+    baseline_model: str | None
+    max_examples: int
+    status: PromotionStatus
+    evaluation: str | None
+    reason: str | None
+
+    @classmethod
+    def of(cls, promotion: Promotion) -> PromotionOut:
+        return cls(**msgspec.structs.asdict(promotion))
 
 
 class JobOut(msgspec.Struct, frozen=True, kw_only=True):
@@ -226,6 +280,7 @@ class JobOut(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: int
     finished_at: int | None
     estimated_finish: int | None
+    promotion: PromotionOut | None = None
 
     @classmethod
     def of(cls, job: Job, *, show_secret: bool = False) -> JobOut:
@@ -264,6 +319,7 @@ class JobOut(msgspec.Struct, frozen=True, kw_only=True):
             updated_at=job.updated_at,
             finished_at=job.finished_at,
             estimated_finish=job.estimated_finish,
+            promotion=None if job.promotion is None else PromotionOut.of(job.promotion),
         )
 
 

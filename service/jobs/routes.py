@@ -24,6 +24,7 @@ from service.errors import BadRequest, Conflict, NotFound, Unprocessable
 from service.idempotency import IdempotencyKeys, fingerprint
 from service.ids import new_id
 from service.jobs import events as timeline
+from service.jobs import quotas
 from service.jobs.records import (
     BURRO_METADATA_KEY,
     MAX_CALLER_METADATA_KEYS,
@@ -199,6 +200,18 @@ async def _build_job(
         await check_webhook_url(data.webhook.url, settings.webhook_allow_private)
         webhook_url = data.webhook.url
         webhook_secret = data.webhook.secret or new_webhook_secret()
+    promotion = None
+    if data.promotion is not None:
+        from service.evaluations import promotion as gate
+
+        promotion = await gate.check(
+            resources.redis,
+            settings,
+            resources.models,
+            tenant=tenant,
+            data=data.promotion,
+            promote_to=data.promote_to,
+        )
     n_epochs = hyperparameters.n_epochs if isinstance(hyperparameters.n_epochs, int) else None
     stamp = now()
     return Job(
@@ -214,6 +227,7 @@ async def _build_job(
         method=Method(type=method_type, hyperparameters=hyperparameters),
         metadata=metadata,
         promote_to=data.promote_to,
+        promotion=promotion,
         webhook_url=webhook_url,
         webhook_secret=webhook_secret,
         estimated_cost_usd=_estimated_cost(training, info, n_epochs),
@@ -253,7 +267,13 @@ async def create_job(
     try:
         request_id = structlog.contextvars.get_contextvars().get("request_id")
         job = await _build_job(resources, tenant, data, request_id)
-        await create(resources.queue, job)
+        # Counted against the tenant's limits atomically, before the job exists (422 when over).
+        await quotas.reserve(resources.redis, resources.settings, job)
+        try:
+            await create(resources.queue, job)
+        except BaseException:
+            await quotas.release(resources.redis, job, refund=True)
+            raise
         # Record first, then the work: a lost enqueue is found again by the worker's sweep.
         await resources.queue.enqueue(UPLOAD_FUNCTION, job.id, job_id=f"upload:{job.id}")
     except BaseException:

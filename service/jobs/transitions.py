@@ -17,7 +17,7 @@ from service.aliases import move_alias
 from service.datasets.records import users_key
 from service.errors import Conflict
 from service.inference.catalog import register_model
-from service.jobs import notify
+from service.jobs import notify, quotas
 from service.jobs.events import JobEvent, add_events, burro_event
 from service.jobs.records import (
     JOBS,
@@ -32,6 +32,9 @@ from service.queue import Queue
 from service.store import PREFIX, Collection, now
 
 log = structlog.get_logger("burro.jobs")
+
+# The worker function that starts a succeeded job's promotion gate (its evaluation).
+PROMOTE_FUNCTION = "start_promotion"
 
 # A read-modify-write of one job holds its lock this long at most (a dead holder's lock expires).
 _LOCK_MS = 10_000
@@ -81,11 +84,21 @@ def _lock_key(job_id: str) -> str:
     return f"{PREFIX}:jobs:lock:{job_id}"
 
 
+def _datasets_used(job: Job) -> list[str]:
+    """The datasets a job keeps from deletion: its training and validation sets, and the test
+    set of its promotion gate."""
+    used = [job.training_dataset, job.validation_dataset]
+    if job.promotion is not None:
+        used.append(job.promotion.evaluation_dataset)
+    return [d for d in used if d]
+
+
 async def create(queue: Queue, job: Job) -> Job:
     """Store a new job (status `pending`), mark its datasets as in use, and announce it."""
     assert job.status == "pending"
     await jobs(queue.redis).save(job)
     await queue.redis.sadd(UNFINISHED_KEY, job.id)  # type: ignore[misc]
+    await queue.redis.sadd(quotas.tenant_unfinished_key(job.tenant), job.id)  # type: ignore[misc]
     for dataset_id in filter(None, (job.training_dataset, job.validation_dataset)):
         await queue.redis.sadd(users_key(dataset_id), job.id)  # type: ignore[misc]
     event = burro_event("Job created", type="status", data={"status": "pending", "previous": None})
@@ -108,7 +121,9 @@ async def transition(
 
     Raises InvalidTransition when the table does not allow it, always for a terminal job.
     On `succeeded` the `promote_to` alias moves before the job is saved (a crash in between
-    repeats an idempotent move) and so before anyone is told.
+    repeats an idempotent move) and so before anyone is told. A job with a promotion gate
+    moves no alias here: its gate turns `evaluating` and the evaluation is enqueued after the
+    save (`service.evaluations.promotion` moves the alias, or says why not, when it ends).
     """
     redis = queue.redis
     collection = jobs(redis)
@@ -135,7 +150,12 @@ async def transition(
                 provider=updated.provider,
                 base_model=updated.model,
             )
-            if updated.promote_to:
+            if updated.promote_to and updated.promotion is not None:
+                updated = msgspec.structs.replace(
+                    updated,
+                    promotion=msgspec.structs.replace(updated.promotion, status="evaluating"),
+                )
+            elif updated.promote_to:
                 await move_alias(redis, updated.tenant, updated.promote_to, updated)
         await collection.save(updated)
         event = burro_event(
@@ -146,11 +166,21 @@ async def transition(
         )
         await add_events(redis, job_id, [event])
         if status in TERMINAL:
-            for dataset_id in filter(None, (updated.training_dataset, updated.validation_dataset)):
-                await redis.srem(users_key(dataset_id), job_id)  # type: ignore[misc]
+            gate = updated.promotion
+            # A gate about to evaluate still needs its test set: the gate frees it.
+            keep = gate.evaluation_dataset if gate and gate.status == "evaluating" else None
+            for dataset_id in _datasets_used(updated):
+                if dataset_id != keep:
+                    await redis.srem(users_key(dataset_id), job_id)  # type: ignore[misc]
             await redis.zrem(active_key(updated.provider), job_id)
             await redis.srem(UNFINISHED_KEY, job_id)  # type: ignore[misc]
+            # Nothing trained, nothing billed: the estimate goes back to the monthly budget.
+            refund = status != "succeeded" and updated.upstream_job_id is None
+            await quotas.release(redis, updated, refund=refund)
     log.info(f"job.{status}", job=job_id, tenant=updated.tenant, previous=current.status)
+    if updated.promotion is not None and updated.promotion.status == "evaluating":
+        # The record first, then the work (a fixed id: a repeat collapses into one).
+        await queue.enqueue(PROMOTE_FUNCTION, job_id, job_id=f"promotion:{job_id}")
     await notify.job_changed(queue, updated, event)
     return updated
 
@@ -165,6 +195,20 @@ async def update(queue: Queue, job_id: str, **changes: Any) -> Job:
         if current is None:
             raise InvalidTransition(f"No job {job_id!r}.")
         updated = msgspec.structs.replace(current, updated_at=now(), **changes)
+        await collection.save(updated)
+    return updated
+
+
+async def update_promotion(queue: Queue, job_id: str, **changes: Any) -> Job:
+    """Change fields of the job's promotion gate under the job lock (the job may be terminal:
+    the gate is decided after the job succeeded)."""
+    collection = jobs(queue.redis)
+    async with redis_lock(queue.redis, _lock_key(job_id)):
+        current = await collection.get(job_id)
+        if current is None or current.promotion is None:
+            raise InvalidTransition(f"No job {job_id!r} with a promotion gate.")
+        promotion = msgspec.structs.replace(current.promotion, **changes)
+        updated = msgspec.structs.replace(current, promotion=promotion, updated_at=now())
         await collection.save(updated)
     return updated
 
