@@ -6,13 +6,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 import redis
 
 from burro.redis_server import RedisServer
 from burro.testing import serve_in_thread
+from sandbox.config import SandboxConfig
+from sandbox.testing import running_sandbox
 from service.app import create_app
-from service.settings import Settings
+from service.settings import ProviderSettings, Settings
 
 TENANT_KEYS = (("acme", "key-acme"), ("globex", "key-globex"))
 
@@ -48,6 +51,25 @@ def settings(redis_url: str, tmp_path: Path) -> Settings:
         rate_limit=0,
         log_level="WARNING",
         log_json=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def sandbox_url() -> Iterator[str]:
+    """One sandbox for the session (`…/v1`), fast; its state outlives each test's Redis flush.
+
+    Suites that need a sandbox of their own per test (faults, stats) override this fixture."""
+    with running_sandbox(SandboxConfig(step_seconds=0.1)) as url:
+        yield url
+
+
+@pytest.fixture
+def sandbox_settings(settings: Settings, sandbox_url: str) -> Settings:
+    """The test's settings with the sandbox as the one, default provider."""
+    return msgspec.structs.replace(
+        settings,
+        providers=(ProviderSettings(name="sandbox", base_url=sandbox_url, api_key="sk-sandbox"),),
+        default_provider="sandbox",
     )
 
 

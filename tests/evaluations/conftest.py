@@ -6,23 +6,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import httpx
-import msgspec
-import openai
 import pytest
 from evaluation_helpers import BASE_MODEL, JSONL, jsonl, register, training_examples
 
 from burro.testing import serve_in_thread
-from sandbox.config import SandboxConfig
-from sandbox.testing import running_sandbox, wait_for
+from sandbox.testing import fine_tune
 from service.app import create_app
 from service.ids import new_id
-from service.settings import ProviderSettings, Settings
-
-
-@pytest.fixture(scope="session")
-def sandbox_url() -> Iterator[str]:
-    with running_sandbox(SandboxConfig(step_seconds=0.1)) as url:
-        yield url
+from service.settings import Settings
 
 
 @pytest.fixture
@@ -36,30 +27,12 @@ def sandbox_controls(sandbox_url: str) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="session")
 def sandbox_model(sandbox_url: str) -> str:
     """A model fine-tuned on the sandbox once per session, on `training_examples()`."""
-    with openai.OpenAI(base_url=sandbox_url, api_key="sk-sandbox", max_retries=0) as client:
-        file_id = client.files.create(
-            file=("train.jsonl", jsonl(training_examples())), purpose="fine-tune"
-        ).id
-        job = client.fine_tuning.jobs.create(model=BASE_MODEL, training_file=file_id)
-        done = wait_for(
-            lambda: (j := client.fine_tuning.jobs.retrieve(job.id)).status == "succeeded" and j
-        )
-    assert done.fine_tuned_model is not None
-    return done.fine_tuned_model
+    return fine_tune(sandbox_url, jsonl(training_examples()), BASE_MODEL)
 
 
 @pytest.fixture
-def eval_settings(settings: Settings, sandbox_url: str) -> Settings:
-    return msgspec.structs.replace(
-        settings,
-        providers=(ProviderSettings(name="sandbox", base_url=sandbox_url, api_key="sk-sandbox"),),
-        default_provider="sandbox",
-    )
-
-
-@pytest.fixture
-def burro(eval_settings: Settings) -> Iterator[str]:
-    with serve_in_thread(create_app(eval_settings, configure_logs=False)) as url:
+def burro(sandbox_settings: Settings) -> Iterator[str]:
+    with serve_in_thread(create_app(sandbox_settings, configure_logs=False)) as url:
         yield url
 
 

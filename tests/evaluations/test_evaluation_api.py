@@ -39,7 +39,7 @@ def evaluate(client: httpx.Client, **body: Any) -> dict[str, Any]:
 
 
 def test_the_fine_tuned_model_beats_its_base_model_on_examples_it_was_trained_on(
-    acme: httpx.Client, acme_job: str, test_set: str, sandbox_model: str, eval_settings: Settings
+    acme: httpx.Client, acme_job: str, test_set: str, sandbox_model: str, sandbox_settings: Settings
 ) -> None:
     created = evaluate(acme, job=acme_job, dataset=test_set)
     assert created["id"].startswith("eval_")
@@ -48,7 +48,7 @@ def test_the_fine_tuned_model_beats_its_base_model_on_examples_it_was_trained_on
     assert created["baseline_model"] == BASE_MODEL  # default: the job's base model
     assert created["progress"] == {"done": 0, "total": 10}
 
-    drain_queue(eval_settings)
+    drain_queue(sandbox_settings)
 
     evaluation = acme.get(f"/v1/evaluations/{created['id']}").json()
     assert evaluation["status"] == "completed", evaluation
@@ -92,13 +92,13 @@ def test_the_fine_tuned_model_beats_its_base_model_on_examples_it_was_trained_on
 
 
 def test_max_examples_bounds_the_rows_and_a_named_baseline_is_used(
-    acme: httpx.Client, acme_job: str, test_set: str, eval_settings: Settings
+    acme: httpx.Client, acme_job: str, test_set: str, sandbox_settings: Settings
 ) -> None:
     created = evaluate(
         acme, job=acme_job, dataset=test_set, max_examples=3, baseline_model="gpt-4o-mini"
     )
     assert created["progress"]["total"] == 3
-    drain_queue(eval_settings)
+    drain_queue(sandbox_settings)
     evaluation = acme.get(f"/v1/evaluations/{created['id']}").json()
     assert len(evaluation["rows"]) == 3
     assert {r["baseline"]["model"] for r in evaluation["rows"]} == {"gpt-4o-mini"}
@@ -109,13 +109,13 @@ def test_transient_upstream_failures_are_retried(
     acme: httpx.Client,
     acme_job: str,
     test_set: str,
-    eval_settings: Settings,
+    sandbox_settings: Settings,
     sandbox_controls: httpx.Client,
 ) -> None:
     fault = {"path_prefix": "/v1/chat/completions", "status": 503, "count": 3}
     assert sandbox_controls.post("/sandbox/faults", json=fault).status_code == 200
     created = evaluate(acme, job=acme_job, dataset=test_set, max_examples=2)
-    drain_queue(eval_settings, concurrency=1)
+    drain_queue(sandbox_settings, concurrency=1)
     evaluation = acme.get(f"/v1/evaluations/{created['id']}").json()
     assert evaluation["status"] == "completed"
     assert all(
@@ -129,14 +129,14 @@ def test_a_request_that_keeps_failing_loses_its_example_and_is_kept_as_an_error(
     acme: httpx.Client,
     acme_job: str,
     test_set: str,
-    eval_settings: Settings,
+    sandbox_settings: Settings,
     sandbox_controls: httpx.Client,
 ) -> None:
     # Enough 500s to exhaust the retries of the first request (max_tries=4 in the helper).
     fault = {"path_prefix": "/v1/chat/completions", "status": 500, "count": 4}
     assert sandbox_controls.post("/sandbox/faults", json=fault).status_code == 200
     created = evaluate(acme, job=acme_job, dataset=test_set, max_examples=2)
-    drain_queue(eval_settings, concurrency=1)
+    drain_queue(sandbox_settings, concurrency=1)
     evaluation = acme.get(f"/v1/evaluations/{created['id']}").json()
     assert evaluation["status"] == "completed"
     errors = [
@@ -154,12 +154,12 @@ def test_a_second_run_asks_only_for_the_rows_not_yet_scored(
     acme: httpx.Client,
     acme_job: str,
     test_set: str,
-    eval_settings: Settings,
+    sandbox_settings: Settings,
     sandbox_controls: httpx.Client,
     redis_url: str,
 ) -> None:
     created = evaluate(acme, job=acme_job, dataset=test_set, max_examples=4)
-    drain_queue(eval_settings)
+    drain_queue(sandbox_settings)
     first = acme.get(f"/v1/evaluations/{created['id']}").json()
 
     # As if the worker had died after two rows: drop two rows, reopen it, run it again.
@@ -172,7 +172,7 @@ def test_a_second_run_asks_only_for_the_rows_not_yet_scored(
     on_redis(redis_url, reopen)
     sandbox_controls.delete("/sandbox/stats")
     enqueue(redis_url, "run_evaluation", created["id"])
-    drain_queue(eval_settings)
+    drain_queue(sandbox_settings)
 
     stats = sandbox_controls.get("/sandbox/stats").json()["requests"]
     chat_calls = sum(n for path, n in stats.items() if "chat/completions" in path)
@@ -187,7 +187,7 @@ def test_a_run_past_its_time_budget_continues_in_a_new_queued_job(
     acme: httpx.Client,
     acme_job: str,
     test_set: str,
-    eval_settings: Settings,
+    sandbox_settings: Settings,
     sandbox_controls: httpx.Client,
     redis_url: str,
 ) -> None:
@@ -195,7 +195,7 @@ def test_a_run_past_its_time_budget_continues_in_a_new_queued_job(
     slow = {"path_prefix": "/v1/chat/completions", "delay": 0.3, "count": 1000}
     assert sandbox_controls.post("/sandbox/faults", json=slow).status_code == 200
     created = evaluate(acme, job=acme_job, dataset=test_set, max_examples=6)
-    drain_queue(eval_settings, concurrency=1, budget_seconds=1.0, keep_results=True)
+    drain_queue(sandbox_settings, concurrency=1, budget_seconds=1.0, keep_results=True)
     evaluation = acme.get(f"/v1/evaluations/{created['id']}").json()
     assert evaluation["status"] == "completed"
     assert len(evaluation["rows"]) == 6
@@ -207,11 +207,11 @@ def test_a_run_past_its_time_budget_continues_in_a_new_queued_job(
 
 
 def test_the_dataset_cannot_be_deleted_while_its_evaluation_runs(
-    acme: httpx.Client, acme_job: str, test_set: str, eval_settings: Settings, redis_url: str
+    acme: httpx.Client, acme_job: str, test_set: str, sandbox_settings: Settings, redis_url: str
 ) -> None:
     created = evaluate(acme, job=acme_job, dataset=test_set, max_examples=1)
     assert acme.delete(f"/v1/datasets/{test_set}").status_code == 409
-    drain_queue(eval_settings)
+    drain_queue(sandbox_settings)
     assert not on_redis(redis_url, lambda r: r.exists(users_key(test_set)))
     assert acme.get(f"/v1/evaluations/{created['id']}").json()["status"] == "completed"
     assert acme.delete(f"/v1/datasets/{test_set}").status_code == 204
@@ -222,7 +222,7 @@ def test_another_tenants_evaluation_job_or_dataset_is_not_found(
     globex: httpx.Client,
     acme_job: str,
     test_set: str,
-    eval_settings: Settings,
+    sandbox_settings: Settings,
 ) -> None:
     created = evaluate(acme, job=acme_job, dataset=test_set, max_examples=1)
     response = globex.get(f"/v1/evaluations/{created['id']}")
@@ -351,7 +351,7 @@ def test_a_finished_evaluation_is_announced_by_webhook(
     acme: httpx.Client,
     acme_job: str,
     test_set: str,
-    eval_settings: Settings,
+    sandbox_settings: Settings,
     redis_url: str,
     hooks: tuple[Hooks, str],
 ) -> None:
@@ -359,7 +359,7 @@ def test_a_finished_evaluation_is_announced_by_webhook(
     endpoint = acme.post("/v1/webhook-endpoints", json={"url": f"{url}/all", "events": ["*"]})
     assert endpoint.status_code == 201, endpoint.text
     created = evaluate(acme, job=acme_job, dataset=test_set, max_examples=2)
-    drain_queue(eval_settings)
+    drain_queue(sandbox_settings)
 
     assert [b["type"] for b in receiver.bodies] == ["evaluation.completed"]
     data = receiver.bodies[0]["data"]

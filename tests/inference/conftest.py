@@ -12,42 +12,22 @@ import pytest
 from inference_helpers import BASE_MODEL, jsonl, register, training_examples
 
 from burro.testing import serve_in_thread
-from sandbox.config import SandboxConfig
-from sandbox.testing import running_sandbox, wait_for
+from sandbox.testing import fine_tune
 from service.app import create_app
 from service.ids import new_id
-from service.settings import ProviderSettings, Settings
-
-
-@pytest.fixture(scope="session")
-def sandbox_url() -> Iterator[str]:
-    """One sandbox for the session (`…/v1`); its state outlives each test's Redis flush."""
-    with running_sandbox(SandboxConfig(step_seconds=0.1)) as url:
-        yield url
+from service.settings import Settings
 
 
 @pytest.fixture(scope="session")
 def sandbox_model(sandbox_url: str) -> str:
     """A model fine-tuned on the sandbox (once per session), as a Burro job would make it."""
-    with openai.OpenAI(base_url=sandbox_url, api_key="sk-sandbox", max_retries=0) as client:
-        file_id = client.files.create(
-            file=("train.jsonl", jsonl(training_examples())), purpose="fine-tune"
-        ).id
-        job = client.fine_tuning.jobs.create(model=BASE_MODEL, training_file=file_id)
-        done = wait_for(
-            lambda: (j := client.fine_tuning.jobs.retrieve(job.id)).status == "succeeded" and j
-        )
-    model = done.fine_tuned_model
-    assert model is not None
-    return model
+    return fine_tune(sandbox_url, jsonl(training_examples()), BASE_MODEL)
 
 
 @pytest.fixture
-def inference_settings(settings: Settings, sandbox_url: str) -> Settings:
+def inference_settings(sandbox_settings: Settings) -> Settings:
     return msgspec.structs.replace(
-        settings,
-        providers=(ProviderSettings(name="sandbox", base_url=sandbox_url, api_key="sk-sandbox"),),
-        default_provider="sandbox",
+        sandbox_settings,
         allowed_base_models=("gpt-4o-mini",),
     )
 
