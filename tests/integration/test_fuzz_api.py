@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -24,12 +24,11 @@ from schemathesis.specs.openapi.checks import (
 
 from burro.redis_server import RedisServer
 from burro.testing import serve_in_thread
-from sandbox.config import SandboxConfig
-from sandbox.testing import running_sandbox
 from service.app import create_app
-from service.settings import ProviderSettings, Settings
+from service.settings import Settings
+from tests.support import ROOT
+from tests.support.fixtures import with_sandbox
 
-ROOT = Path(__file__).resolve().parent.parent
 AUTH = {"Authorization": "Bearer key-fuzz"}
 MODEL = "gpt-4.1-mini-2025-04-14"
 # Examples per operation (Hypothesis phase): the whole document takes about 35 s on 2 cores.
@@ -56,29 +55,29 @@ class Burro:
 
 
 @pytest.fixture(scope="module")
-def burro(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Burro]:
+def burro(
+    redis_server: RedisServer, sandbox_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Burro]:
     """Burro over HTTP on loopback, a real Redis behind it and the sandbox as its upstream,
     with one dataset, job and webhook endpoint already there."""
     client = redis.Redis.from_url(redis_server.url)
     client.flushall()
     client.close()
-    with running_sandbox(SandboxConfig(step_seconds=0.4)) as sandbox_url:
-        fuzz_settings = Settings(
-            redis_url=redis_server.url,
-            data_dir=tmp_path_factory.mktemp("fuzz") / "data",
-            api_keys=(("fuzz", "key-fuzz"),),
-            providers=(ProviderSettings(name="sandbox", base_url=sandbox_url, api_key="sandbox"),),
-            default_provider="sandbox",
-            webhook_allow_private=True,
-            # The fuzzer is one fast tenant: a rate limit would answer most of it with 429s.
-            rate_limit=0,
-            # Configured, so the route checks signatures rather than answering 404.
-            openai_webhook_secret="whsec_" + "ZnV6ei1vcGVuYWktd2ViaG9vaw==",
-            log_level="WARNING",
-            log_json=True,
-        )
-        with serve_in_thread(create_app(fuzz_settings)) as url:
-            yield Burro(url, _seed_records(url))
+    fuzz_settings = Settings(
+        redis_url=redis_server.url,
+        data_dir=tmp_path_factory.mktemp("fuzz") / "data",
+        api_keys=(("fuzz", "key-fuzz"),),
+        webhook_allow_private=True,
+        # The fuzzer is one fast tenant: a rate limit would answer most of it with 429s.
+        rate_limit=0,
+        # Configured, so the route checks signatures rather than answering 404.
+        openai_webhook_secret="whsec_" + "ZnV6ei1vcGVuYWktd2ViaG9vaw==",
+        log_level="WARNING",
+        log_json=True,
+    )
+    app = create_app(with_sandbox(fuzz_settings, sandbox_url), configure_logs=False)
+    with serve_in_thread(app) as url:
+        yield Burro(url, _seed_records(url))
 
 
 def _seed_records(url: str) -> dict[str, str]:
@@ -112,6 +111,7 @@ def _seed_records(url: str) -> dict[str, str]:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(150)
 @schema.parametrize()
 @settings(
@@ -122,7 +122,7 @@ def _seed_records(url: str) -> dict[str, str]:
     suppress_health_check=list(HealthCheck),
 )
 def test_every_answer_conforms_to_the_document_and_none_is_a_5xx(
-    case: schemathesis.Case, burro: Burro
+    case: schemathesis.Case[Any], burro: Burro
 ) -> None:
     checks = CONFORMANCE
     if case.operation.label == "GET /health/ready":
@@ -135,12 +135,12 @@ def test_every_answer_conforms_to_the_document_and_none_is_a_5xx(
     case.call_and_validate(base_url=burro.url, headers=AUTH, checks=checks, timeout=10)
 
 
-def _is_positive(case: schemathesis.Case) -> bool:
+def _is_positive(case: schemathesis.Case[Any]) -> bool:
     meta = case.meta
     return meta is not None and meta.generation.mode == GenerationMode.POSITIVE
 
 
-def _streams(case: schemathesis.Case) -> bool:
+def _streams(case: schemathesis.Case[Any]) -> bool:
     # The job's event stream ends only when the job does, and no worker runs here: it would
     # hold the connection until the timeout. Its stream of events is not a document either.
     return case.operation.path.endswith("/events") and str(

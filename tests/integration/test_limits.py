@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 
 import httpx
 import msgspec
@@ -12,18 +11,15 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
-from burro.testing import serve_in_thread
-from service.app import create_app
 from service.limits import RateLimiter
 from service.settings import Settings
+from tests.support.fixtures import ServeBurro
 
 
 @pytest.fixture
-def limited_url(settings: Settings) -> Iterator[str]:
+def limited_url(settings: Settings, serve_burro: ServeBurro) -> str:
     """Burro allowing each tenant a burst of 3, then one request every 10 s."""
-    limited = msgspec.structs.replace(settings, rate_limit=0.1, rate_limit_burst=3)
-    with serve_in_thread(create_app(limited)) as url:
-        yield url
+    return serve_burro(msgspec.structs.replace(settings, rate_limit=0.1, rate_limit_burst=3))
 
 
 def get(base_url: str, path: str, key: str) -> httpx.Response:
@@ -67,10 +63,11 @@ def test_health_metrics_and_bad_keys_are_never_limited(limited_url: str) -> None
     assert get(limited_url, "/v1/datasets", "not-a-key").status_code == 401
 
 
-def test_a_limit_of_zero_is_off_and_touches_no_redis(settings: Settings, redis_url: str) -> None:
-    unlimited = msgspec.structs.replace(settings, rate_limit=0)
-    with serve_in_thread(create_app(unlimited)) as url:
-        assert all(get(url, "/v1/datasets", "key-acme").status_code == 200 for _ in range(20))
+def test_a_limit_of_zero_is_off_and_touches_no_redis(
+    settings: Settings, client: httpx.Client, redis_url: str
+) -> None:
+    assert settings.rate_limit == 0  # the test's own settings: no limit
+    assert all(client.get("/v1/datasets").status_code == 200 for _ in range(20))
     store = redis.Redis.from_url(redis_url)
     try:
         assert store.keys("burro:rate:*") == []
@@ -113,22 +110,3 @@ def test_the_limit_fails_open_when_redis_is_down() -> None:
             await client.aclose()
 
     asyncio.run(main())
-
-
-def test_settings_read_the_limits_from_the_environment() -> None:
-    settings = Settings.from_env(
-        {
-            "BURRO_RATE_LIMIT": "20",
-            "BURRO_RATE_LIMIT_BURST": "40",
-            "BURRO_MAX_ACTIVE_JOBS": "5",
-            "BURRO_MONTHLY_BUDGET_USD": "250.5",
-            "BURRO_METRICS_PORT": "9100",
-        }
-    )
-    assert (settings.rate_limit, settings.rate_limit_burst) == (20.0, 40)
-    assert (settings.max_active_jobs, settings.monthly_budget_usd) == (5, 250.5)
-    assert settings.metrics_port == 9100
-    defaults = Settings.from_env({})
-    assert (defaults.rate_limit, defaults.rate_limit_burst) == (50.0, 100)
-    assert (defaults.max_active_jobs, defaults.monthly_budget_usd) == (0, 0.0)
-    assert defaults == Settings(default_provider="sandbox", providers=defaults.providers)

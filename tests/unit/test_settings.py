@@ -44,3 +44,22 @@ def test_api_keys_schedule_and_named_providers_are_parsed() -> None:
 def test_a_malformed_api_key_list_is_refused() -> None:
     with pytest.raises(ValueError, match="tenant:key"):
         Settings.from_env({"BURRO_API_KEYS": "no-colon-here"})
+
+
+def test_settings_read_the_limits_from_the_environment() -> None:
+    settings = Settings.from_env(
+        {
+            "BURRO_RATE_LIMIT": "20",
+            "BURRO_RATE_LIMIT_BURST": "40",
+            "BURRO_MAX_ACTIVE_JOBS": "5",
+            "BURRO_MONTHLY_BUDGET_USD": "250.5",
+            "BURRO_METRICS_PORT": "9100",
+        }
+    )
+    assert (settings.rate_limit, settings.rate_limit_burst) == (20.0, 40)
+    assert (settings.max_active_jobs, settings.monthly_budget_usd) == (5, 250.5)
+    assert settings.metrics_port == 9100
+    defaults = Settings.from_env({})
+    assert (defaults.rate_limit, defaults.rate_limit_burst) == (50.0, 100)
+    assert (defaults.max_active_jobs, defaults.monthly_budget_usd) == (0, 0.0)
+    assert defaults == Settings(default_provider="sandbox", providers=defaults.providers)

@@ -5,33 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import msgspec
 import pytest
 
-from burro.testing import serve_in_thread
-from service.app import create_app
 from service.settings import Settings
-
-JSONL = {"Content-Type": "application/jsonl"}
-
-
-def chat_file(n: int = 12, salt: str = "") -> bytes:
-    lines = []
-    for i in range(n):
-        example = {
-            "messages": [
-                {"role": "system", "content": "You are Donkey from Shrek."},
-                {"role": "user", "content": f"Question {i}{salt}: how are you?"},
-                {"role": "assistant", "content": f"Oh, I'm great, answer {i}{salt}!"},
-            ]
-        }
-        lines.append(json.dumps(example))
-    return ("\n".join(lines) + "\n").encode()
+from tests.support.data import JSONL_HEADERS, chat_file
+from tests.support.fixtures import MakeClient, ServeBurro
+from tests.support.waiting import wait_for
 
 
 def stored_files(settings: Settings) -> list[Path]:
@@ -41,7 +24,9 @@ def stored_files(settings: Settings) -> list[Path]:
 
 def test_a_raw_upload_is_stored_counted_and_priced(client: httpx.Client) -> None:
     body = chat_file()
-    response = client.post("/v1/datasets", content=body, headers=JSONL, params={"name": "d.jsonl"})
+    response = client.post(
+        "/v1/datasets", content=body, headers=JSONL_HEADERS, params={"name": "d.jsonl"}
+    )
     assert response.status_code == 201, response.text
     dataset = response.json()
     assert dataset["id"].startswith("ds_")
@@ -71,8 +56,8 @@ def test_a_multipart_upload_takes_its_name_from_the_form(client: httpx.Client) -
 
 
 def test_the_same_content_again_answers_200_with_the_same_dataset(client: httpx.Client) -> None:
-    first = client.post("/v1/datasets", content=chat_file(), headers=JSONL)
-    again = client.post("/v1/datasets", content=chat_file(), headers=JSONL)
+    first = client.post("/v1/datasets", content=chat_file(), headers=JSONL_HEADERS)
+    again = client.post("/v1/datasets", content=chat_file(), headers=JSONL_HEADERS)
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.json()["id"] == first.json()["id"]
 
@@ -83,7 +68,7 @@ def test_an_invalid_file_is_a_422_with_line_exact_errors_and_nothing_is_stored(
     lines = chat_file().decode().splitlines()
     lines[2] = "{not json"
     lines[5] = json.dumps({"messages": [{"role": "robot", "content": "beep"}]})
-    response = client.post("/v1/datasets", content="\n".join(lines).encode(), headers=JSONL)
+    response = client.post("/v1/datasets", content="\n".join(lines).encode(), headers=JSONL_HEADERS)
     assert response.status_code == 422
     assert response.headers["content-type"].startswith("application/problem+json")
     problem = response.json()
@@ -97,11 +82,11 @@ def test_an_invalid_file_is_a_422_with_line_exact_errors_and_nothing_is_stored(
 
 
 def test_validate_reports_without_storing(client: httpx.Client, settings: Settings) -> None:
-    good = client.post("/v1/datasets/validate", content=chat_file(), headers=JSONL)
+    good = client.post("/v1/datasets/validate", content=chat_file(), headers=JSONL_HEADERS)
     assert good.status_code == 200
     assert good.json()["valid"] is True
     assert good.json()["errors"] == []
-    bad = client.post("/v1/datasets/validate", content=b"\xff\xfe garbage\n", headers=JSONL)
+    bad = client.post("/v1/datasets/validate", content=b"\xff\xfe garbage\n", headers=JSONL_HEADERS)
     assert bad.status_code == 200
     assert bad.json()["valid"] is False
     assert bad.json()["error_counts"]
@@ -109,18 +94,17 @@ def test_validate_reports_without_storing(client: httpx.Client, settings: Settin
     assert stored_files(settings) == []
 
 
-def test_a_body_over_the_limit_is_a_413_and_nothing_is_stored(settings: Settings) -> None:
+def test_a_body_over_the_limit_is_a_413_and_nothing_is_stored(
+    settings: Settings, serve_burro: ServeBurro, make_client: MakeClient
+) -> None:
     small = msgspec.structs.replace(settings, max_dataset_bytes=1000)
-    with (
-        serve_in_thread(create_app(small)) as url,
-        httpx.Client(base_url=url, headers={"Authorization": "Bearer key-acme"}) as http,
-    ):
-        raw = http.post("/v1/datasets", content=chat_file(50), headers=JSONL)
-        assert raw.status_code == 413
-        chunked = http.post("/v1/datasets", content=iter([chat_file(50)]), headers=JSONL)
-        assert chunked.status_code == 413
-        form = http.post("/v1/datasets", files={"file": ("f.jsonl", chat_file(50))})
-        assert form.status_code == 413
+    http = make_client("acme", base_url=serve_burro(small))
+    raw = http.post("/v1/datasets", content=chat_file(50), headers=JSONL_HEADERS)
+    assert raw.status_code == 413
+    chunked = http.post("/v1/datasets", content=iter([chat_file(50)]), headers=JSONL_HEADERS)
+    assert chunked.status_code == 413
+    form = http.post("/v1/datasets", files={"file": ("f.jsonl", chat_file(50))})
+    assert form.status_code == 413
     assert stored_files(small) == []
 
 
@@ -136,7 +120,9 @@ def test_an_unknown_estimate_model_is_a_422_not_a_500(
     client: httpx.Client, settings: Settings, path: str
 ) -> None:
     """Found by the fuzzer: `?model=` naming no model in the price table was a 500."""
-    response = client.post(path, content=chat_file(), headers=JSONL, params={"model": "nope"})
+    response = client.post(
+        path, content=chat_file(), headers=JSONL_HEADERS, params={"model": "nope"}
+    )
     assert response.status_code == 422
     assert response.json()["param"] == "model"
     assert stored_files(settings) == []
@@ -148,7 +134,7 @@ def test_a_form_without_a_file_is_a_400(client: httpx.Client) -> None:
 
 
 def test_another_tenants_dataset_is_a_404(client: httpx.Client, other_client: httpx.Client) -> None:
-    dataset = client.post("/v1/datasets", content=chat_file(), headers=JSONL).json()
+    dataset = client.post("/v1/datasets", content=chat_file(), headers=JSONL_HEADERS).json()
     for path in (f"/v1/datasets/{dataset['id']}", f"/v1/datasets/{dataset['id']}/content"):
         assert other_client.get(path).status_code == 404
     assert other_client.delete(f"/v1/datasets/{dataset['id']}").status_code == 404
@@ -156,7 +142,7 @@ def test_another_tenants_dataset_is_a_404(client: httpx.Client, other_client: ht
 
 
 def test_delete_removes_the_dataset_and_its_bytes(client: httpx.Client, settings: Settings) -> None:
-    dataset = client.post("/v1/datasets", content=chat_file(), headers=JSONL).json()
+    dataset = client.post("/v1/datasets", content=chat_file(), headers=JSONL_HEADERS).json()
     assert client.delete(f"/v1/datasets/{dataset['id']}").status_code == 204
     assert client.get(f"/v1/datasets/{dataset['id']}").status_code == 404
     assert stored_files(settings) == []
@@ -164,7 +150,9 @@ def test_delete_removes_the_dataset_and_its_bytes(client: httpx.Client, settings
 
 def test_lists_page_newest_first(client: httpx.Client) -> None:
     ids = [
-        client.post("/v1/datasets", content=chat_file(salt=str(i)), headers=JSONL).json()["id"]
+        client.post("/v1/datasets", content=chat_file(salt=str(i)), headers=JSONL_HEADERS).json()[
+            "id"
+        ]
         for i in range(3)
     ]
     first = client.get("/v1/datasets", params={"limit": 2}).json()
@@ -176,7 +164,7 @@ def test_lists_page_newest_first(client: httpx.Client) -> None:
 
 
 def test_an_idempotency_key_replays_the_first_answer(client: httpx.Client) -> None:
-    headers = {**JSONL, "Idempotency-Key": "upload-1"}
+    headers = {**JSONL_HEADERS, "Idempotency-Key": "upload-1"}
     first = client.post("/v1/datasets", content=chat_file(), headers=headers)
     again = client.post("/v1/datasets", content=chat_file(), headers=headers)
     assert (first.status_code, again.status_code) == (201, 201)
@@ -195,7 +183,7 @@ def test_an_idempotency_key_replays_the_first_answer(client: httpx.Client) -> No
     ],
 )
 def test_harmless_file_quirks_are_accepted(client: httpx.Client, body: bytes) -> None:
-    response = client.post("/v1/datasets", content=body, headers=JSONL)
+    response = client.post("/v1/datasets", content=body, headers=JSONL_HEADERS)
     assert response.status_code == 201, response.text
     assert response.json()["examples"] == 12
 
@@ -212,29 +200,22 @@ def test_harmless_file_quirks_are_accepted(client: httpx.Client, body: bytes) ->
 def test_malformed_files_get_a_422_never_a_5xx(
     client: httpx.Client, body: bytes, code: str
 ) -> None:
-    response = client.post("/v1/datasets", content=body, headers=JSONL)
+    response = client.post("/v1/datasets", content=body, headers=JSONL_HEADERS)
     assert response.status_code == 422, response.text
     assert code in response.json()["error_counts"]
 
 
 def test_one_100_mb_line_is_a_422_not_a_crash(client: httpx.Client, settings: Settings) -> None:
     huge = b'{"messages": [{"role": "user", "content": "' + b"a" * (100 * 1024 * 1024) + b'"}]}\n'
-    response = client.post("/v1/datasets", content=huge + chat_file(), headers=JSONL)
+    response = client.post("/v1/datasets", content=huge + chat_file(), headers=JSONL_HEADERS)
     assert response.status_code == 422
     assert response.json()["errors"][0]["line"] == 1
     assert stored_files(settings) == []
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
-def test_a_body_cut_off_mid_upload_stores_nothing(burro_url: str, settings: Settings) -> None:
+def test_a_body_cut_off_mid_upload_stores_nothing(
+    burro_url: str, settings: Settings, client: httpx.Client
+) -> None:
     host, port = burro_url.removeprefix("http://").split(":")
     body = chat_file(2000)
     with socket.create_connection((host, int(port)), timeout=10) as sock:
@@ -245,8 +226,7 @@ def test_a_body_cut_off_mid_upload_stores_nothing(burro_url: str, settings: Sett
             + body[: len(body) // 2]
         )
         # The upload is being spooled: now hang up in the middle of it.
-        assert wait_until(lambda: bool(stored_files(settings)))
-    assert wait_until(lambda: not stored_files(settings))
-    with httpx.Client(base_url=burro_url, headers={"Authorization": "Bearer key-acme"}) as http:
-        assert http.get("/v1/datasets").json()["data"] == []
-        assert http.post("/v1/datasets", content=body, headers=JSONL).status_code == 201
+        wait_for(lambda: stored_files(settings), what="the upload to be spooled")
+    wait_for(lambda: not stored_files(settings), what="the spooled bytes to be removed")
+    assert client.get("/v1/datasets").json()["data"] == []
+    assert client.post("/v1/datasets", content=body, headers=JSONL_HEADERS).status_code == 201

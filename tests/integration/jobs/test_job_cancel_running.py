@@ -5,27 +5,35 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from sandbox.config import SandboxConfig
-from tests.jobs.conftest import MODEL, WorkerThread, wait_status
+from tests.support.api import create_job, job_status
+from tests.support.sandboxes import ClockedSandbox
+from tests.support.workers import BurroWorker
 
 
 @pytest.fixture
-def sandbox_config() -> SandboxConfig:
-    return SandboxConfig(step_seconds=5.0)  # long enough to cancel in the middle
+def sandbox_url(clocked_sandbox: ClockedSandbox) -> str:
+    return clocked_sandbox.url
 
 
 def test_cancel_while_running_cancels_the_upstream_job(
-    api: httpx.Client, dataset: str, worker: WorkerThread, sandbox: httpx.Client
+    client: httpx.Client,
+    dataset: str,
+    running_worker: BurroWorker,
+    sandbox: httpx.Client,
+    clocked_sandbox: ClockedSandbox,
 ) -> None:
-    job_id = api.post("/v1/jobs", json={"training_dataset": dataset, "model": MODEL}).json()["id"]
-    job = wait_status(api, job_id, "validating_files", "queued", "running")
-    upstream_id = job["upstream"]["job_id"]
+    job_id = create_job(client, dataset)["id"]
+    upstream_id = job_status(client, job_id, "validating_files")["upstream"]["job_id"]
     assert upstream_id
-    answer = api.post(f"/v1/jobs/{job_id}/cancel")
+    clocked_sandbox.advance(2.5)  # half way through training, and the clock stops again
+    assert job_status(client, job_id, "running", "succeeded")["status"] == "running"
+
+    answer = client.post(f"/v1/jobs/{job_id}/cancel")
     assert answer.status_code == 200, answer.text
-    job = wait_status(api, job_id, "cancelled", "succeeded", "failed")
+
+    job = job_status(client, job_id)
     assert job["status"] == "cancelled"
     assert job["upstream"]["status"] == "cancelled"
     upstream = sandbox.get(f"/v1/fine_tuning/jobs/{upstream_id}").json()
     assert upstream["status"] == "cancelled"
-    assert api.post(f"/v1/jobs/{job_id}/cancel").status_code == 409
+    assert client.post(f"/v1/jobs/{job_id}/cancel").status_code == 409

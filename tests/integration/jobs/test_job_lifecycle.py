@@ -8,17 +8,19 @@ import httpx
 import pytest
 import redis
 
-from tests.jobs.conftest import MODEL, WorkerThread, wait_status
+from tests.support.api import create_job, job_status
+from tests.support.data import BASE_MODEL
+from tests.support.workers import BurroWorker
 
 
 def test_a_job_trains_to_success_with_events_metrics_and_checkpoints(
-    api: httpx.Client, dataset: str, worker: WorkerThread, redis_url: str
+    client: httpx.Client, dataset: str, running_worker: BurroWorker, redis_url: str
 ) -> None:
-    response = api.post(
+    response = client.post(
         "/v1/jobs",
         json={
             "training_dataset": dataset,
-            "model": MODEL,
+            "model": BASE_MODEL,
             "suffix": "donkey",
             "seed": 7,
             "method": {"type": "supervised", "hyperparameters": {"n_epochs": 2}},
@@ -37,7 +39,7 @@ def test_a_job_trains_to_success_with_events_metrics_and_checkpoints(
     assert created["estimated_cost_usd"] is not None
     job_id = created["id"]
 
-    job = wait_status(api, job_id, "succeeded", "failed", "cancelled")
+    job = job_status(client, job_id, "succeeded", "failed", "cancelled")
     assert job["status"] == "succeeded", job
     assert job["fine_tuned_model"].startswith("ft:")
     assert job["upstream"]["job_id"].startswith("ftjob-")
@@ -49,7 +51,7 @@ def test_a_job_trains_to_success_with_events_metrics_and_checkpoints(
     assert "secret" not in job["webhook"]
     assert job["metadata"] == {"commit": "3f2a9c1"}
 
-    events = api.get(f"/v1/jobs/{job_id}/events", params={"limit": 1000}).json()["data"]
+    events = client.get(f"/v1/jobs/{job_id}/events", params={"limit": 1000}).json()["data"]
     times = [e["created_at"] for e in events]
     assert times == sorted(times)
     statuses = [e["data"]["status"] for e in events if e["type"] == "status"]
@@ -58,56 +60,56 @@ def test_a_job_trains_to_success_with_events_metrics_and_checkpoints(
     assert statuses.index("uploading") < statuses.index("succeeded")
     assert {e["source"] for e in events} == {"burro", "upstream"}
 
-    metrics = api.get(f"/v1/jobs/{job_id}/metrics").json()
+    metrics = client.get(f"/v1/jobs/{job_id}/metrics").json()
     assert metrics["source"] == "result_file"
     rows = metrics["data"]
     assert rows and rows[0]["step"] == 1
     assert all(r["train_loss"] is not None for r in rows)
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]
 
-    checkpoints = api.get(f"/v1/jobs/{job_id}/checkpoints").json()["data"]
+    checkpoints = client.get(f"/v1/jobs/{job_id}/checkpoints").json()["data"]
     assert checkpoints
     assert all(c["fine_tuned_model_checkpoint"].startswith("ft:") for c in checkpoints)
 
-    client = redis.Redis.from_url(redis_url)
+    store = redis.Redis.from_url(redis_url)
     try:
         # The dataset is free again, and the alias points at the new model.
-        assert client.scard(f"burro:datasets:users:{dataset}") == 0
-        assert client.exists("burro:aliases:acme:donkey")
+        assert store.scard(f"burro:datasets:users:{dataset}") == 0
+        assert store.exists("burro:aliases:acme:donkey")
     finally:
-        client.close()
+        store.close()
 
 
 def test_another_tenants_job_is_404(
-    api: httpx.Client, other_api: httpx.Client, dataset: str
+    client: httpx.Client, other_client: httpx.Client, dataset: str
 ) -> None:
-    job_id = api.post("/v1/jobs", json={"training_dataset": dataset, "model": MODEL}).json()["id"]
-    assert other_api.get(f"/v1/jobs/{job_id}").status_code == 404
-    assert other_api.post(f"/v1/jobs/{job_id}/cancel").status_code == 404
-    assert other_api.get(f"/v1/jobs/{job_id}/events").status_code == 404
-    assert other_api.get("/v1/jobs").json()["data"] == []
+    job_id = create_job(client, dataset)["id"]
+    assert other_client.get(f"/v1/jobs/{job_id}").status_code == 404
+    assert other_client.post(f"/v1/jobs/{job_id}/cancel").status_code == 404
+    assert other_client.get(f"/v1/jobs/{job_id}/events").status_code == 404
+    assert other_client.get("/v1/jobs").json()["data"] == []
 
 
 def test_jobs_are_listed_newest_first_and_filtered_by_status(
-    api: httpx.Client, dataset: str
+    client: httpx.Client, dataset: str
 ) -> None:
-    first = api.post("/v1/jobs", json={"training_dataset": dataset, "model": MODEL}).json()
-    second = api.post("/v1/jobs", json={"training_dataset": dataset, "model": MODEL}).json()
-    api.post(f"/v1/jobs/{first['id']}/cancel")
-    listed = api.get("/v1/jobs").json()
+    first = create_job(client, dataset)
+    second = create_job(client, dataset)
+    client.post(f"/v1/jobs/{first['id']}/cancel")
+    listed = client.get("/v1/jobs").json()
     assert [j["id"] for j in listed["data"]] == [second["id"], first["id"]]
     assert all("secret" not in (j["webhook"] or {}) for j in listed["data"])
-    cancelled = api.get("/v1/jobs", params={"status": "cancelled"}).json()["data"]
+    cancelled = client.get("/v1/jobs", params={"status": "cancelled"}).json()["data"]
     assert [j["id"] for j in cancelled] == [first["id"]]
 
 
 @pytest.mark.timeout(60)
 def test_the_event_stream_ends_when_the_job_ends(
-    api: httpx.Client, dataset: str, worker: WorkerThread
+    client: httpx.Client, dataset: str, running_worker: BurroWorker
 ) -> None:
-    job_id = api.post("/v1/jobs", json={"training_dataset": dataset, "model": MODEL}).json()["id"]
+    job_id = create_job(client, dataset)["id"]
     received = []
-    with api.stream("GET", f"/v1/jobs/{job_id}/events", params={"stream": "true"}) as response:
+    with client.stream("GET", f"/v1/jobs/{job_id}/events", params={"stream": "true"}) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream"), (
             response.headers,

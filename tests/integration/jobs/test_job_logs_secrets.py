@@ -6,21 +6,21 @@ from __future__ import annotations
 import base64
 import logging
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
-import httpx
 import msgspec
-import openai
 import pytest
 import structlog
 
 from service.logging import configure_logging
 from service.settings import Settings
-from tests.jobs.conftest import MODEL, StartWorker, upload_dataset, wait_for
+from tests.support.api import create_job, upload_dataset
+from tests.support.clients import tenant_sdk
+from tests.support.data import question
+from tests.support.fixtures import MakeClient, MakeWorker
+from tests.support.receivers import Receiver
+from tests.support.waiting import wait_for
 
 # Distinctive values that the redaction's value patterns (Bearer …, sk-…, bk_…) do not know:
 # found in a log, they leaked through a field, not around a pattern.
@@ -64,11 +64,11 @@ def debug_log(tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.fixture
-def job_settings(job_settings: Settings, debug_log: Path) -> Settings:
+def settings(settings: Settings, debug_log: Path) -> Settings:
     """The jobs' settings with the secrets above (logging is set up before anything starts)."""
-    provider = msgspec.structs.replace(job_settings.providers[0], api_key=PROVIDER_KEY)
+    provider = msgspec.structs.replace(settings.providers[0], api_key=PROVIDER_KEY)
     return msgspec.structs.replace(
-        job_settings,
+        settings,
         api_keys=(("acme", BURRO_KEY),),
         providers=(provider,),
         openai_webhook_secret=OPENAI_WEBHOOK_SECRET,
@@ -77,65 +77,32 @@ def job_settings(job_settings: Settings, debug_log: Path) -> Settings:
     )
 
 
-class Receiver:
-    """A webhook receiver on 127.0.0.1 that keeps the event types it was sent."""
-
-    def __init__(self) -> None:
-        self.types: list[str] = []
-        types = self.types
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = msgspec.json.decode(self.rfile.read(int(self.headers["content-length"])))
-                types.append(body["type"])
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    receiver = Receiver()
-    yield receiver
-    receiver.server.shutdown()
-    receiver.server.server_close()
-
-
 def test_no_secret_reaches_the_logs_of_a_whole_job_at_debug_level(
-    api_url: str, debug_log: Path, receiver: Receiver, start_worker: StartWorker
+    burro_url: str,
+    debug_log: Path,
+    receiver: Receiver,
+    worker: MakeWorker,
+    make_client: MakeClient,
 ) -> None:
-    start_worker()
-    with httpx.Client(
-        base_url=api_url, headers={"Authorization": f"Bearer {BURRO_KEY}"}, timeout=30
-    ) as api:
-        dataset = upload_dataset(api, name="donkey.jsonl")
-        created = api.post(
-            "/v1/jobs",
-            json={
-                "training_dataset": dataset,
-                "model": MODEL,
-                "webhook": {"url": receiver.url, "secret": WEBHOOK_SECRET},
-                "promote_to": "donkey",
-            },
+    worker(burst=False).start()
+    client = make_client(key=BURRO_KEY)
+    dataset = upload_dataset(client, name="donkey.jsonl")
+    create_job(
+        client,
+        dataset,
+        webhook={"url": receiver.url(), "secret": WEBHOOK_SECRET},
+        promote_to="donkey",
+    )
+    wait_for(
+        lambda: "job.succeeded" in [b["type"] for b in receiver.bodies()], what="job.succeeded"
+    )
+    # A failed attempt too: an unknown key is logged as a refusal, never as the key.
+    assert make_client(key=f"{BURRO_KEY}-wrong").get("/v1/jobs").status_code == 401
+    with tenant_sdk(burro_url, key=BURRO_KEY) as sdk:
+        reply = sdk.chat.completions.create(
+            model="donkey", messages=[{"role": "user", "content": question(3)}]
         )
-        assert created.status_code == 202, created.text
-        wait_for(lambda: "job.succeeded" in receiver.types, timeout=60, what="job.succeeded")
-        # A failed attempt too: an unknown key is logged as a refusal, never as the key.
-        refused = httpx.get(
-            f"{api_url}/v1/jobs", headers={"Authorization": f"Bearer {BURRO_KEY}-wrong"}
-        )
-        assert refused.status_code == 401
-    with openai.OpenAI(base_url=f"{api_url}/v1", api_key=BURRO_KEY, max_retries=0) as client:
-        answer = client.chat.completions.create(
-            model="donkey", messages=[{"role": "user", "content": "Question 3: how are you?"}]
-        )
-    assert answer.choices[0].message.content
+    assert reply.choices[0].message.content
 
     # Canaries through both paths (structlog, and a library's stdlib logger): the capture sees
     # them, the redaction hides what they carry.

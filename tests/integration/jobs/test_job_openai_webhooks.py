@@ -7,24 +7,31 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Iterator
 
 import httpx
 import msgspec
 import pytest
 
-from burro.testing import serve_in_thread
-from service.app import create_app
 from service.settings import Settings
-from tests.jobs.conftest import MODEL, WEBHOOK_SECRET, StartWorker, wait_for, wait_status
+from tests.support.api import create_job, job_status
+from tests.support.fixtures import MakeClient, MakeWorker, ServeBurro
+from tests.support.sandboxes import ClockedSandbox
 
 PATH = "/v1/upstream/openai/webhooks"
+WEBHOOK_SECRET = "whsec_" + "c2VjcmV0LWZvci1vcGVuYWktd2ViaG9va3M="
 
 
 @pytest.fixture
-def job_settings(job_settings: Settings) -> Settings:
+def sandbox_url(clocked_sandbox: ClockedSandbox) -> str:
+    return clocked_sandbox.url
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
     # Polls far apart: only the webhook can bring the news in time.
-    return msgspec.structs.replace(job_settings, poll_interval=60.0)
+    return msgspec.structs.replace(
+        settings, poll_interval=60.0, openai_webhook_secret=WEBHOOK_SECRET
+    )
 
 
 def signed(body: bytes, webhook_id: str, secret: str = WEBHOOK_SECRET) -> dict[str, str]:
@@ -51,32 +58,22 @@ def event(upstream_id: str, kind: str = "succeeded") -> bytes:
     ).encode()
 
 
-@pytest.fixture
-def anonymous(api_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api_url, timeout=10) as http:
-        yield http
-
-
 def test_a_signed_webhook_refreshes_the_job_at_once_and_duplicates_are_dropped(
-    api: httpx.Client,
+    client: httpx.Client,
     anonymous: httpx.Client,
     dataset: str,
-    sandbox: httpx.Client,
-    start_worker: StartWorker,
+    clocked_sandbox: ClockedSandbox,
+    worker: MakeWorker,
 ) -> None:
-    start_worker()
-    job_id = api.post("/v1/jobs", json={"training_dataset": dataset, "model": MODEL}).json()["id"]
-    job = wait_status(api, job_id, "validating_files", "queued", "running")
-    upstream_id = job["upstream"]["job_id"]
-    wait_for(
-        lambda: sandbox.get(f"/v1/fine_tuning/jobs/{upstream_id}").json()["status"] == "succeeded",
-        what="the sandbox job to finish",
-    )
+    worker(burst=False).start()
+    job_id = create_job(client, dataset)["id"]
+    upstream_id = job_status(client, job_id, "validating_files")["upstream"]["job_id"]
+    clocked_sandbox.advance(3)  # the upstream job succeeds, and Burro does not poll to see it
     body = event(upstream_id)
     answer = anonymous.post(PATH, content=body, headers=signed(body, "wh_1"))
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"status": "refreshing", "job": job_id}
-    assert wait_status(api, job_id, "succeeded", timeout=10)["fine_tuned_model"]
+    assert job_status(client, job_id, "succeeded", timeout=10)["fine_tuned_model"]
     again = anonymous.post(PATH, content=body, headers=signed(body, "wh_1"))
     assert again.status_code == 200
     assert again.json()["status"] == "duplicate"
@@ -98,11 +95,10 @@ def test_a_webhook_for_an_unknown_job_is_acknowledged(anonymous: httpx.Client) -
     assert answer.json()["status"] == "unknown_job"
 
 
-def test_without_a_configured_secret_the_endpoint_is_404(job_settings: Settings) -> None:
-    bare = msgspec.structs.replace(job_settings, openai_webhook_secret=None)
-    with (
-        serve_in_thread(create_app(bare, configure_logs=False)) as url,
-        httpx.Client(base_url=url) as http,
-    ):
-        body = event("ftjob-x")
-        assert http.post(PATH, content=body, headers=signed(body, "wh_5")).status_code == 404
+def test_without_a_configured_secret_the_endpoint_is_404(
+    settings: Settings, serve_burro: ServeBurro, make_client: MakeClient
+) -> None:
+    bare = msgspec.structs.replace(settings, openai_webhook_secret=None)
+    http = make_client(None, base_url=serve_burro(bare))
+    body = event("ftjob-x")
+    assert http.post(PATH, content=body, headers=signed(body, "wh_5")).status_code == 404

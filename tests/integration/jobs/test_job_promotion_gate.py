@@ -9,15 +9,18 @@ from typing import Any
 
 import httpx
 
-from tests.jobs.conftest import MODEL, StartWorker, chat_file, upload_dataset, wait_for
+from tests.support.api import upload_dataset
+from tests.support.data import BASE_MODEL, chat_file
+from tests.support.fixtures import MakeWorker
+from tests.support.waiting import wait_for
 
 
-def _gated_job(api: httpx.Client, dataset: str, test_set: str, **gate: Any) -> str:
-    created = api.post(
+def _gated_job(client: httpx.Client, dataset: str, test_set: str, **gate: Any) -> str:
+    created = client.post(
         "/v1/jobs",
         json={
             "training_dataset": dataset,
-            "model": MODEL,
+            "model": BASE_MODEL,
             "promote_to": "donkey",
             "promotion": {"evaluation_dataset": test_set, "max_examples": 10, **gate},
         },
@@ -37,36 +40,35 @@ def _gated_job(api: httpx.Client, dataset: str, test_set: str, **gate: Any) -> s
     return job_id
 
 
-def _decided(api: httpx.Client, job_id: str) -> dict[str, Any]:
+def _decided(client: httpx.Client, job_id: str) -> dict[str, Any]:
     def check() -> dict[str, Any] | None:
-        job: dict[str, Any] = api.get(f"/v1/jobs/{job_id}").json()
+        job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").json()
         gate = job["promotion"]
         return job if gate["status"] in ("promoted", "not_promoted") else None
 
-    job: dict[str, Any] = wait_for(check, timeout=60, what=f"{job_id}'s promotion")
-    return job
+    return wait_for(check, what=f"{job_id}'s promotion")
 
 
 def test_a_gated_job_is_promoted_only_when_its_evaluation_says_so(
-    api: httpx.Client, start_worker: StartWorker
+    client: httpx.Client, worker: MakeWorker
 ) -> None:
-    start_worker()
+    worker(burst=False).start()
     training = chat_file(12)
-    dataset = upload_dataset(api, training, name="donkey.jsonl")
+    dataset = upload_dataset(client, training, name="donkey.jsonl")
     # Ten of the twelve training examples: the fine-tuned model answers them word for word.
-    test_set = upload_dataset(api, b"".join(training.splitlines(keepends=True)[:10]), name="t")
+    test_set = upload_dataset(client, b"".join(training.splitlines(keepends=True)[:10]), name="t")
 
-    first = _decided(api, _gated_job(api, dataset, test_set))
+    first = _decided(client, _gated_job(client, dataset, test_set))
     gate = first["promotion"]
     assert first["status"] == "succeeded"
     assert gate["status"] == "promoted", gate
     assert gate["evaluation"].startswith("eval_")
     assert gate["reason"].startswith(f"promoted: evaluation {gate['evaluation']} fine-tuned 1.000")
     assert "≥ baseline" in gate["reason"]
-    evaluation = api.get(f"/v1/evaluations/{gate['evaluation']}").json()
+    evaluation = client.get(f"/v1/evaluations/{gate['evaluation']}").json()
     assert evaluation["status"] == "completed" and evaluation["job"] == first["id"]
     assert evaluation["summary"]["winner"] == "fine_tuned"
-    alias = api.get("/v1/aliases/donkey").json()
+    alias = client.get("/v1/aliases/donkey").json()
     assert alias["job"] == first["id"] and alias["model"] == first["fine_tuned_model"]
     assert alias["history"][0] == {
         "job": first["id"],
@@ -77,14 +79,14 @@ def test_a_gated_job_is_promoted_only_when_its_evaluation_says_so(
     }
 
     # A threshold no model reaches: the job succeeds, the alias stays where it was.
-    second = _decided(api, _gated_job(api, dataset, test_set, min_similarity=1.01))
+    second = _decided(client, _gated_job(client, dataset, test_set, min_similarity=1.01))
     gate = second["promotion"]
     assert second["status"] == "succeeded"
     assert gate["status"] == "not_promoted", gate
     assert gate["reason"] == (
         f"not promoted: evaluation {gate['evaluation']} fine-tuned 1.000 < threshold 1.010"
     )
-    alias = api.get("/v1/aliases/donkey").json()
+    alias = client.get("/v1/aliases/donkey").json()
     assert alias["job"] == first["id"] and alias["can_roll_back"] is False
     latest = alias["history"][0]
     assert (latest["job"], latest["moved"], latest["reason"]) == (
@@ -92,7 +94,7 @@ def test_a_gated_job_is_promoted_only_when_its_evaluation_says_so(
         False,
         gate["reason"],
     )
-    events = api.get(f"/v1/jobs/{second['id']}/events").json()["data"]
+    events = client.get(f"/v1/jobs/{second['id']}/events").json()["data"]
     said = [e for e in events if e["type"] == "promotion"]
     assert said[-1]["message"].startswith("Not promoted: evaluation")
     assert said[-1]["data"] == {
@@ -101,20 +103,20 @@ def test_a_gated_job_is_promoted_only_when_its_evaluation_says_so(
         "evaluation": gate["evaluation"],
     }
     # Both gates are closed: the test set is free to delete again.
-    assert api.delete(f"/v1/datasets/{test_set}").status_code == 204
+    assert client.delete(f"/v1/datasets/{test_set}").status_code == 204
 
 
 def test_a_promotion_gate_is_checked_when_the_job_is_created(
-    api: httpx.Client, dataset: str, other_api: httpx.Client
+    client: httpx.Client, dataset: str, other_client: httpx.Client
 ) -> None:
-    theirs = upload_dataset(other_api, chat_file(10, salt="x"))
+    theirs = upload_dataset(other_client, chat_file(10, salt="x"))
 
     def refused(promotion: Any, promote_to: str | None = "donkey") -> dict[str, Any]:
-        body: dict[str, Any] = {"training_dataset": dataset, "model": MODEL}
+        body: dict[str, Any] = {"training_dataset": dataset, "model": BASE_MODEL}
         body["promotion"] = promotion
         if promote_to is not None:
             body["promote_to"] = promote_to
-        response = api.post("/v1/jobs", json=body)
+        response = client.post("/v1/jobs", json=body)
         assert response.status_code in (400, 422), response.text
         problem: dict[str, Any] = response.json()
         return problem

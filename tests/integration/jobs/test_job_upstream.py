@@ -8,45 +8,24 @@ import httpx
 import msgspec
 
 from service.jobs.transitions import jobs, update
-from service.models import ModelTable
-from service.providers import Providers
-from service.queue import Queue
 from service.settings import Settings
-from tests.jobs.conftest import (
-    MODEL,
-    WORKER_OPTIONS,
-    StartWorker,
-    WorkerThread,
-    chat_file,
-    stats,
-    upload_dataset,
-    wait_status,
-)
+from tests.support.api import create_job, job_status, upload_dataset
+from tests.support.data import chat_file
+from tests.support.fixtures import MakeWorker
+from tests.support.sandboxes import add_fault, stats
+from tests.support.workers import BurroWorker, worker_context
 from workers import fine_tuning, upload
-from workers.context import WorkerContext
 
 CREATE = "POST /v1/fine_tuning/jobs"
 
 
-async def _context(settings: Settings) -> WorkerContext:
-    assert settings.redis_url is not None
-    return WorkerContext(
-        settings=settings,
-        queue=await Queue.connect(settings.redis_url),
-        providers=Providers(settings),
-        models=ModelTable.load(),
-        **WORKER_OPTIONS,
-    )
-
-
 def test_the_create_step_run_twice_or_after_a_lost_answer_makes_one_upstream_job(
-    api: httpx.Client, dataset: str, job_settings: Settings, sandbox: httpx.Client
+    client: httpx.Client, dataset: str, settings: Settings, sandbox: httpx.Client
 ) -> None:
-    job_id = api.post("/v1/jobs", json={"training_dataset": dataset, "model": MODEL}).json()["id"]
+    job_id = create_job(client, dataset)["id"]
 
     async def scenario() -> set[str]:
-        w = await _context(job_settings)
-        try:
+        async with worker_context(settings) as w:
             await upload.upload_job_files(w, job_id)
             # Two workers at once: one creates, the other finds the create lock taken.
             results = await asyncio.gather(
@@ -64,22 +43,16 @@ def test_the_create_step_run_twice_or_after_a_lost_answer_makes_one_upstream_job
             again = await jobs(w.redis).get(job_id)
             assert again is not None
             return {first.upstream_job_id, str(again.upstream_job_id)}
-        finally:
-            await w.providers.close()
-            await w.queue.close()
 
     assert len(asyncio.run(scenario())) == 1
     assert stats(sandbox)[CREATE] == 1
 
 
 def test_a_dataset_is_uploaded_once_per_provider_for_two_jobs(
-    api: httpx.Client, dataset: str, sandbox: httpx.Client, worker: WorkerThread
+    client: httpx.Client, dataset: str, sandbox: httpx.Client, running_worker: BurroWorker
 ) -> None:
-    ids = [
-        api.post("/v1/jobs", json={"training_dataset": dataset, "model": MODEL}).json()["id"]
-        for _ in range(2)
-    ]
-    finished = [wait_status(api, job_id, "succeeded", "failed") for job_id in ids]
+    ids = [create_job(client, dataset)["id"] for _ in range(2)]
+    finished = [job_status(client, job_id, "succeeded", "failed") for job_id in ids]
     assert [j["status"] for j in finished] == ["succeeded", "succeeded"]
     assert finished[0]["upstream"]["training_file"] == finished[1]["upstream"]["training_file"]
     assert finished[0]["upstream"]["job_id"] != finished[1]["upstream"]["job_id"]
@@ -89,11 +62,11 @@ def test_a_dataset_is_uploaded_once_per_provider_for_two_jobs(
 
 
 def test_a_large_dataset_goes_up_through_the_uploads_api_in_parts(
-    api: httpx.Client, sandbox: httpx.Client, worker: WorkerThread
+    client: httpx.Client, sandbox: httpx.Client, running_worker: BurroWorker
 ) -> None:
-    big = upload_dataset(api, chat_file(60, salt="-big"))  # well above the test threshold
-    job_id = api.post("/v1/jobs", json={"training_dataset": big, "model": MODEL}).json()["id"]
-    assert wait_status(api, job_id, "succeeded", "failed")["status"] == "succeeded"
+    big = upload_dataset(client, chat_file(60, salt="-big"))  # well above the test threshold
+    job_id = create_job(client, big)["id"]
+    assert job_status(client, job_id, "succeeded", "failed")["status"] == "succeeded"
     counts = stats(sandbox)
     assert counts.get("POST /v1/files", 0) == 0
     assert counts["POST /v1/uploads"] == 1
@@ -103,37 +76,36 @@ def test_a_large_dataset_goes_up_through_the_uploads_api_in_parts(
 
 
 def test_cancel_before_upload_creates_nothing_upstream(
-    api: httpx.Client, dataset: str, sandbox: httpx.Client, start_worker: StartWorker
+    client: httpx.Client, dataset: str, sandbox: httpx.Client, worker: MakeWorker
 ) -> None:
-    cancelled = api.post("/v1/jobs", json={"training_dataset": dataset, "model": MODEL}).json()
-    answer = api.post(f"/v1/jobs/{cancelled['id']}/cancel")
+    cancelled = create_job(client, dataset)
+    answer = client.post(f"/v1/jobs/{cancelled['id']}/cancel")
     assert answer.status_code == 200
     assert answer.json()["status"] == "cancelled"
-    start_worker()
+    worker(burst=False).start()
     # A later job on the same queue is the barrier: once it succeeded, the first job's
     # upload step (queued before it) has run too.
-    later = api.post("/v1/jobs", json={"training_dataset": dataset, "model": MODEL}).json()
-    assert wait_status(api, later["id"], "succeeded", "failed")["status"] == "succeeded"
+    later = create_job(client, dataset)
+    assert job_status(client, later["id"], "succeeded", "failed")["status"] == "succeeded"
     assert stats(sandbox)[CREATE] == 1
-    job = api.get(f"/v1/jobs/{cancelled['id']}").json()
+    job = client.get(f"/v1/jobs/{cancelled['id']}").json()
     assert job["status"] == "cancelled"
     assert job["upstream"]["job_id"] is None
 
 
 def test_upstream_500s_are_retried_and_the_job_still_succeeds_with_one_upstream_job(
-    api: httpx.Client, dataset: str, sandbox: httpx.Client, start_worker: StartWorker
+    client: httpx.Client, dataset: str, sandbox: httpx.Client, worker: MakeWorker
 ) -> None:
     for prefix in ("/v1/files", "/v1/fine_tuning/jobs"):
-        fault = {"path_prefix": prefix, "method": "POST", "status": 500, "count": 2}
-        assert sandbox.post("/sandbox/faults", json=fault).status_code == 200
-    start_worker()
-    job_id = api.post("/v1/jobs", json={"training_dataset": dataset, "model": MODEL}).json()["id"]
-    job = wait_status(api, job_id, "succeeded", "failed")
+        add_fault(sandbox, path_prefix=prefix, method="POST", status=500, count=2)
+    worker(burst=False).start()
+    job_id = create_job(client, dataset)["id"]
+    job = job_status(client, job_id, "succeeded", "failed")
     assert job["status"] == "succeeded", job
     counts = stats(sandbox)
     assert counts[CREATE] == 3  # two refused, one created
     assert counts["POST /v1/files"] == 3
-    events = api.get(f"/v1/jobs/{job_id}/events", params={"limit": 1000}).json()["data"]
+    events = client.get(f"/v1/jobs/{job_id}/events", params={"limit": 1000}).json()["data"]
     retries = [e for e in events if e["type"] == "retry"]
     assert len(retries) == 4
     assert all(e["level"] == "warn" for e in retries)
@@ -142,20 +114,16 @@ def test_upstream_500s_are_retried_and_the_job_still_succeeds_with_one_upstream_
 
 
 def test_the_poll_loop_refreshes_many_jobs_with_one_list_call(
-    api: httpx.Client, dataset: str, job_settings: Settings, sandbox: httpx.Client
+    client: httpx.Client, dataset: str, settings: Settings, sandbox: httpx.Client
 ) -> None:
-    ids = [
-        api.post("/v1/jobs", json={"training_dataset": dataset, "model": MODEL}).json()["id"]
-        for _ in range(5)
-    ]
+    ids = [create_job(client, dataset)["id"] for _ in range(5)]
 
     async def scenario() -> int:
-        w = await _context(msgspec.structs.replace(job_settings, poll_interval=60))
-        try:
+        async with worker_context(msgspec.structs.replace(settings, poll_interval=60)) as w:
             for job_id in ids:
                 await upload.upload_job_files(w, job_id)
                 await fine_tuning.create_upstream_job(w, job_id)
-            sandbox.delete("/sandbox/stats")
+            await asyncio.to_thread(sandbox.delete, "/sandbox/stats")
             calls = 0
             for _ in range(200):
                 calls = await fine_tuning.poll_provider(w, "sandbox")
@@ -164,9 +132,6 @@ def test_the_poll_loop_refreshes_many_jobs_with_one_list_call(
                     return calls
                 await asyncio.sleep(0.1)
             raise AssertionError(f"jobs did not finish: {statuses}")
-        finally:
-            await w.providers.close()
-            await w.queue.close()
 
     asyncio.run(scenario())
     counts = stats(sandbox)

@@ -5,26 +5,20 @@ from __future__ import annotations
 import httpx
 import openai
 import pytest
-from sandbox_helpers import chat_examples, jsonl, upload_training
 
-from sandbox.testing import wait_for
+from tests.support.data import BASE_MODEL, chat_examples, jsonl
+from tests.support.sandboxes import fine_tune
 
 
 @pytest.fixture
-def fine_tuned(client: openai.OpenAI) -> str:
-    file_id = upload_training(client, jsonl(chat_examples(15)))
-    job = client.fine_tuning.jobs.create(model="gpt-4.1-mini-2025-04-14", training_file=file_id)
-    done = wait_for(
-        lambda: (j := client.fine_tuning.jobs.retrieve(job.id)).status == "succeeded" and j
-    )
-    model: str = done.fine_tuned_model
-    return model
+def fine_tuned(sandbox_url: str) -> str:
+    return fine_tune(sandbox_url, jsonl(chat_examples(15)), BASE_MODEL)
 
 
 def test_a_fine_tuned_model_answers_with_the_closest_example(
-    client: openai.OpenAI, fine_tuned: str
+    upstream: openai.OpenAI, fine_tuned: str
 ) -> None:
-    answer = client.chat.completions.create(
+    answer = upstream.chat.completions.create(
         model=fine_tuned,
         messages=[{"role": "user", "content": "question number 7, what colour is hay 7?"}],
     )
@@ -37,9 +31,9 @@ def test_a_fine_tuned_model_answers_with_the_closest_example(
 
 
 def test_a_streamed_answer_carries_the_same_reply_and_usage(
-    client: openai.OpenAI, fine_tuned: str
+    upstream: openai.OpenAI, fine_tuned: str
 ) -> None:
-    stream = client.chat.completions.create(
+    stream = upstream.chat.completions.create(
         model=fine_tuned,
         messages=[
             {"role": "system", "content": "You are Burro."},
@@ -58,12 +52,12 @@ def test_a_streamed_answer_carries_the_same_reply_and_usage(
     assert all(c.usage is None for c in chunks[:-1])
 
 
-def test_a_checkpoint_model_answers_too(client: openai.OpenAI, fine_tuned: str) -> None:
-    (job,) = client.fine_tuning.jobs.list().data
+def test_a_checkpoint_model_answers_too(upstream: openai.OpenAI, fine_tuned: str) -> None:
+    (job,) = upstream.fine_tuning.jobs.list().data
     assert job.fine_tuned_model == fine_tuned
-    checkpoint = client.fine_tuning.jobs.checkpoints.list(job.id).data[-1]
+    checkpoint = upstream.fine_tuning.jobs.checkpoints.list(job.id).data[-1]
 
-    answer = client.chat.completions.create(
+    answer = upstream.chat.completions.create(
         model=checkpoint.fine_tuned_model_checkpoint,
         messages=[{"role": "user", "content": "Question number 2: what is the colour of hay 2?"}],
     )
@@ -71,10 +65,10 @@ def test_a_checkpoint_model_answers_too(client: openai.OpenAI, fine_tuned: str) 
     assert answer.choices[0].message.content == "Answer 2: hay number 2 is golden."
 
 
-def test_a_base_model_gives_a_deterministic_answer(client: openai.OpenAI) -> None:
+def test_a_base_model_gives_a_deterministic_answer(upstream: openai.OpenAI) -> None:
     def ask() -> str | None:
         return (
-            client.chat.completions.create(
+            upstream.chat.completions.create(
                 model="gpt-4o-mini", messages=[{"role": "user", "content": "Hello donkey"}]
             )
             .choices[0]
@@ -87,16 +81,16 @@ def test_a_base_model_gives_a_deterministic_answer(client: openai.OpenAI) -> Non
 
 
 @pytest.mark.parametrize("model", ["gpt-5-nonexistent", "ft:gpt-4o-mini:sandbox::nope"])
-def test_an_unknown_model_is_a_404_model_not_found(client: openai.OpenAI, model: str) -> None:
+def test_an_unknown_model_is_a_404_model_not_found(upstream: openai.OpenAI, model: str) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
-        client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+        upstream.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
 
     assert caught.value.code == "model_not_found"
 
 
-def test_an_unknown_fine_tuned_model_cannot_be_retrieved(client: openai.OpenAI) -> None:
+def test_an_unknown_fine_tuned_model_cannot_be_retrieved(upstream: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError):
-        client.models.retrieve("ft:gpt-4o-mini:sandbox::nothing")
+        upstream.models.retrieve("ft:gpt-4o-mini:sandbox::nothing")
 
 
 def test_missing_messages_is_a_400_in_openai_shape(sandbox_url: str) -> None:
@@ -108,8 +102,8 @@ def test_missing_messages_is_a_400_in_openai_shape(sandbox_url: str) -> None:
     assert (error["type"], error["param"]) == ("invalid_request_error", "messages")
 
 
-def test_models_lists_base_and_fine_tuned_models(client: openai.OpenAI, fine_tuned: str) -> None:
-    ids = [m.id for m in client.models.list()]
+def test_models_lists_base_and_fine_tuned_models(upstream: openai.OpenAI, fine_tuned: str) -> None:
+    ids = [m.id for m in upstream.models.list()]
 
     assert "gpt-4o-mini-2024-07-18" in ids and fine_tuned in ids
-    assert client.models.retrieve(fine_tuned).owned_by == "org-sandbox"
+    assert upstream.models.retrieve(fine_tuned).owned_by == "org-sandbox"

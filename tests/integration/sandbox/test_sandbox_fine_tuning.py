@@ -10,10 +10,12 @@ from collections.abc import Iterator
 
 import openai
 import pytest
-from sandbox_helpers import StartSandbox, chat_examples, jsonl, upload_training
 
 from sandbox.config import SandboxConfig
-from sandbox.testing import ManualClock, wait_for
+from sandbox.testing import ManualClock
+from tests.support.data import chat_examples, jsonl
+from tests.support.fixtures import StartSandbox
+from tests.support.sandboxes import succeeded, upload_training
 
 MODEL = "gpt-4o-mini-2024-07-18"
 STEP = 10.0
@@ -26,17 +28,17 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def manual(start_sandbox: StartSandbox, clock: ManualClock) -> Iterator[openai.OpenAI]:
-    """A client of a sandbox whose clock moves only when the test says so."""
+    """A upstream of a sandbox whose clock moves only when the test says so."""
     url = start_sandbox(SandboxConfig(step_seconds=STEP), clock=clock)
-    with openai.OpenAI(base_url=url, api_key="sk-test", max_retries=0) as client:
-        yield client
+    with openai.OpenAI(base_url=url, api_key="sk-test", max_retries=0) as upstream:
+        yield upstream
 
 
 def test_a_job_succeeds_with_model_events_checkpoints_and_result_file(
-    client: openai.OpenAI,
+    upstream: openai.OpenAI,
 ) -> None:
-    file_id = upload_training(client, jsonl(chat_examples(12)))
-    job = client.fine_tuning.jobs.create(
+    file_id = upload_training(upstream, jsonl(chat_examples(12)))
+    job = upstream.fine_tuning.jobs.create(
         model=MODEL,
         training_file=file_id,
         suffix="shrek",
@@ -50,15 +52,15 @@ def test_a_job_succeeds_with_model_events_checkpoints_and_result_file(
     )
     assert job.id.startswith("ftjob-")
 
-    done = wait_for(
-        lambda: (j := client.fine_tuning.jobs.retrieve(job.id)).status == "succeeded" and j
-    )
+    done = succeeded(upstream, job.id)
 
+    assert done.fine_tuned_model is not None
     assert done.fine_tuned_model.startswith(f"ft:{MODEL}:sandbox:shrek:")
     assert done.finished_at is not None and done.trained_tokens and done.trained_tokens > 0
     assert done.hyperparameters.n_epochs == 3 and done.seed == 42
-    assert done.user_provided_suffix == "shrek"
-    messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=100)]
+    # OpenAI's field, which the SDK's type does not declare.
+    assert (done.model_extra or {})["user_provided_suffix"] == "shrek"
+    messages = [e.message for e in upstream.fine_tuning.jobs.list_events(job.id, limit=100)]
     assert messages[0] == "The job has successfully completed"
     assert messages[-1].startswith("Created fine-tuning job")
     for expected in (
@@ -69,20 +71,20 @@ def test_a_job_succeeds_with_model_events_checkpoints_and_result_file(
     ):
         assert any(m.startswith(expected) for m in messages), expected
     metrics = [
-        e for e in client.fine_tuning.jobs.list_events(job.id, limit=100) if e.type == "metrics"
+        e for e in upstream.fine_tuning.jobs.list_events(job.id, limit=100) if e.type == "metrics"
     ]
     assert metrics and all(isinstance(e.data, dict) and "train_loss" in e.data for e in metrics)
 
-    checkpoints = client.fine_tuning.jobs.checkpoints.list(job.id).data
+    checkpoints = upstream.fine_tuning.jobs.checkpoints.list(job.id).data
     assert [c.step_number for c in checkpoints] == [36, 24, 12]  # 12 examples, batch 1, 3 epochs
     assert all(c.id.startswith("ftckpt-") for c in checkpoints)
     assert checkpoints[0].fine_tuned_model_checkpoint == f"{done.fine_tuned_model}:ckpt-step-36"
 
     (result_id,) = done.result_files
-    assert client.files.retrieve(result_id).purpose == "fine-tune-results"
+    assert upstream.files.retrieve(result_id).purpose == "fine-tune-results"
     rows = list(
         csv.DictReader(
-            io.StringIO(base64.b64decode(client.files.content(result_id).content).decode())
+            io.StringIO(base64.b64decode(upstream.files.content(result_id).content).decode())
         )
     )
     assert list(rows[0]) == [
@@ -97,7 +99,7 @@ def test_a_job_succeeds_with_model_events_checkpoints_and_result_file(
     ]
     assert len(rows) == 36
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
-    assert done.fine_tuned_model in [m.id for m in client.models.list()]
+    assert done.fine_tuned_model in [m.id for m in upstream.models.list()]
 
 
 def test_statuses_follow_the_clock(manual: openai.OpenAI, clock: ManualClock) -> None:
@@ -118,9 +120,10 @@ def test_pause_stops_the_clock_and_resume_restarts_it(
     job = manual.fine_tuning.jobs.create(model=MODEL, training_file=file_id)
     clock.advance(2.5 * STEP)
 
-    assert manual.fine_tuning.jobs.pause(job.id).status == "paused"
+    # str(): the SDK's types do not know OpenAI's `paused`.
+    assert str(manual.fine_tuning.jobs.pause(job.id).status) == "paused"
     clock.advance(100 * STEP)
-    assert manual.fine_tuning.jobs.retrieve(job.id).status == "paused"
+    assert str(manual.fine_tuning.jobs.retrieve(job.id).status) == "paused"
     assert manual.fine_tuning.jobs.resume(job.id).status == "running"
     clock.advance(0.4 * STEP)
     assert manual.fine_tuning.jobs.retrieve(job.id).status == "running"
@@ -195,25 +198,29 @@ def test_nine_examples_fail_with_invalid_n_examples(
     assert "9 example(s)" in failed.error.message and "at least 10" in failed.error.message
 
 
-def test_list_filters_by_metadata(client: openai.OpenAI) -> None:
-    file_id = upload_training(client, jsonl(chat_examples(10)))
-    a = client.fine_tuning.jobs.create(model=MODEL, training_file=file_id, metadata={"commit": "a"})
-    b = client.fine_tuning.jobs.create(model=MODEL, training_file=file_id, metadata={"commit": "b"})
-    c = client.fine_tuning.jobs.create(model=MODEL, training_file=file_id)
+def test_list_filters_by_metadata(upstream: openai.OpenAI) -> None:
+    file_id = upload_training(upstream, jsonl(chat_examples(10)))
+    a = upstream.fine_tuning.jobs.create(
+        model=MODEL, training_file=file_id, metadata={"commit": "a"}
+    )
+    b = upstream.fine_tuning.jobs.create(
+        model=MODEL, training_file=file_id, metadata={"commit": "b"}
+    )
+    c = upstream.fine_tuning.jobs.create(model=MODEL, training_file=file_id)
 
-    assert [j.id for j in client.fine_tuning.jobs.list(metadata={"commit": "b"})] == [b.id]
-    assert [j.id for j in client.fine_tuning.jobs.list()] == [c.id, b.id, a.id]
-    first = client.fine_tuning.jobs.list(limit=2)
+    assert [j.id for j in upstream.fine_tuning.jobs.list(metadata={"commit": "b"})] == [b.id]
+    assert [j.id for j in upstream.fine_tuning.jobs.list()] == [c.id, b.id, a.id]
+    first = upstream.fine_tuning.jobs.list(limit=2)
     assert [j.id for j in first.data] == [c.id, b.id] and first.has_more
-    assert [j.id for j in client.fine_tuning.jobs.list(after=b.id)] == [a.id]
+    assert [j.id for j in upstream.fine_tuning.jobs.list(after=b.id)] == [a.id]
 
 
 def test_training_not_available_is_permission_denied(start_sandbox: StartSandbox) -> None:
     url = start_sandbox(SandboxConfig(step_seconds=0.2, training_available=False))
-    with openai.OpenAI(base_url=url, api_key="sk-test", max_retries=0) as client:
-        file_id = upload_training(client, jsonl(chat_examples(10)))
+    with openai.OpenAI(base_url=url, api_key="sk-test", max_retries=0) as upstream:
+        file_id = upload_training(upstream, jsonl(chat_examples(10)))
         with pytest.raises(openai.PermissionDeniedError) as caught:
-            client.fine_tuning.jobs.create(model=MODEL, training_file=file_id)
+            upstream.fine_tuning.jobs.create(model=MODEL, training_file=file_id)
 
     assert caught.value.status_code == 403
     assert caught.value.code == "training_not_available"
@@ -221,26 +228,26 @@ def test_training_not_available_is_permission_denied(start_sandbox: StartSandbox
 
 
 @pytest.mark.parametrize("model", ["gpt-5", "davinci-002", "ft:llama:x:y:z"])
-def test_an_unknown_model_is_refused_at_create(client: openai.OpenAI, model: str) -> None:
-    file_id = upload_training(client, jsonl(chat_examples(10)))
+def test_an_unknown_model_is_refused_at_create(upstream: openai.OpenAI, model: str) -> None:
+    file_id = upload_training(upstream, jsonl(chat_examples(10)))
 
     with pytest.raises(openai.BadRequestError) as caught:
-        client.fine_tuning.jobs.create(model=model, training_file=file_id)
+        upstream.fine_tuning.jobs.create(model=model, training_file=file_id)
 
     assert caught.value.param == "model"
 
 
-def test_a_missing_or_wrong_purpose_training_file_is_refused(client: openai.OpenAI) -> None:
-    other = client.files.create(file=("a.jsonl", jsonl(chat_examples(10))), purpose="batch")
+def test_a_missing_or_wrong_purpose_training_file_is_refused(upstream: openai.OpenAI) -> None:
+    other = upstream.files.create(file=("a.jsonl", jsonl(chat_examples(10))), purpose="batch")
     for file_id in ("file-nope", other.id):
         with pytest.raises(openai.BadRequestError) as caught:
-            client.fine_tuning.jobs.create(model=MODEL, training_file=file_id)
+            upstream.fine_tuning.jobs.create(model=MODEL, training_file=file_id)
         assert caught.value.param == "training_file"
 
 
-def test_an_unknown_job_is_a_404(client: openai.OpenAI) -> None:
+def test_an_unknown_job_is_a_404(upstream: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError):
-        client.fine_tuning.jobs.retrieve("ftjob-nope")
+        upstream.fine_tuning.jobs.retrieve("ftjob-nope")
 
 
 def test_an_api_key_is_required_when_configured(start_sandbox: StartSandbox) -> None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 
 import httpx
-from ui_helpers import Seeded
+
+from tests.support.seeds import Seeded
 
 
 def test_the_jobs_page_lists_the_tenants_jobs_with_links(
-    acme: httpx.Client, seeded: Seeded
+    client: httpx.Client, seeded: Seeded
 ) -> None:
-    page = acme.get("/ui/jobs")
+    page = client.get("/ui/jobs")
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
     html = page.text
@@ -23,12 +24,12 @@ def test_the_jobs_page_lists_the_tenants_jobs_with_links(
 
 
 def test_the_job_page_shows_timeline_events_cost_and_a_loss_curve(
-    acme: httpx.Client, seeded: Seeded
+    client: httpx.Client, seeded: Seeded
 ) -> None:
-    html = acme.get(f"/ui/jobs/{seeded.job_id}").text
+    html = client.get(f"/ui/jobs/{seeded.job_id}").text
     assert 'id="loss-chart"' in html
     timeline = html[html.index('id="timeline"') : html.index("</ol>", html.index('id="timeline"'))]
-    assert [s for s in re.findall(r"<strong>(\w+)</strong>", timeline)] == [
+    assert re.findall(r"<strong>(\w+)</strong>", timeline) == [
         "uploading",
         "validating_files",
         "queued",
@@ -48,17 +49,17 @@ def test_the_job_page_shows_timeline_events_cost_and_a_loss_curve(
     assert f'href="/ui/evaluations/{seeded.evaluation_id}"' in html
 
 
-def test_a_job_without_metrics_says_so(acme: httpx.Client, seeded: Seeded) -> None:
-    html = acme.get(f"/ui/jobs/{seeded.failed_job_id}").text
+def test_a_job_without_metrics_says_so(client: httpx.Client, seeded: Seeded) -> None:
+    html = client.get(f"/ui/jobs/{seeded.failed_job_id}").text
     assert 'id="no-metrics"' in html and "<svg" not in html
     assert "invalid_file: The file is not valid." in html
 
 
 def test_the_evaluation_page_puts_both_answers_beside_the_reference(
-    acme: httpx.Client, seeded: Seeded
+    client: httpx.Client, seeded: Seeded
 ) -> None:
-    evaluation = acme.get(f"/v1/evaluations/{seeded.evaluation_id}").json()
-    html = acme.get(f"/ui/evaluations/{seeded.evaluation_id}").text
+    evaluation = client.get(f"/v1/evaluations/{seeded.evaluation_id}").json()
+    html = client.get(f"/ui/evaluations/{seeded.evaluation_id}").text
     assert 'id="wins">3 / 0 / 0<' in html
     for row in evaluation["rows"]:
         section = html[html.index(f'id="row-{row["index"]}"') :]
@@ -71,8 +72,8 @@ def test_the_evaluation_page_puts_both_answers_beside_the_reference(
         assert row["prompt"][1]["content"] in section
 
 
-def test_pages_escape_what_they_show(acme: httpx.Client, seeded: Seeded) -> None:
-    html = acme.get(f"/ui/evaluations/{seeded.evaluation_id}").text
+def test_pages_escape_what_they_show(client: httpx.Client, seeded: Seeded) -> None:
+    html = client.get(f"/ui/evaluations/{seeded.evaluation_id}").text
     assert "<script" not in html.lower()
 
 
@@ -90,12 +91,13 @@ def test_pages_need_a_key_and_offer_to_sign_in(anonymous: httpx.Client, seeded: 
     assert wrong.status_code == 401
 
 
-def test_another_tenants_job_or_evaluation_is_not_found(burro: str, seeded: Seeded) -> None:
-    with httpx.Client(base_url=burro, headers={"Authorization": "Bearer key-globex"}) as globex:
-        assert globex.get(f"/ui/jobs/{seeded.job_id}").status_code == 404
-        assert globex.get(f"/ui/evaluations/{seeded.evaluation_id}").status_code == 404
-        assert seeded.job_id not in globex.get("/ui/jobs").text
-        assert globex.get("/ui/evaluations/eval_nope").status_code == 404
+def test_another_tenants_job_or_evaluation_is_not_found(
+    other_client: httpx.Client, seeded: Seeded
+) -> None:
+    assert other_client.get(f"/ui/jobs/{seeded.job_id}").status_code == 404
+    assert other_client.get(f"/ui/evaluations/{seeded.evaluation_id}").status_code == 404
+    assert seeded.job_id not in other_client.get("/ui/jobs").text
+    assert other_client.get("/ui/evaluations/eval_nope").status_code == 404
 
 
 def test_signing_in_sets_a_strict_httponly_cookie_that_the_pages_accept(

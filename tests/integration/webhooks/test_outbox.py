@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
 import msgspec
 import pytest
 import standardwebhooks
-from aiohttp import web
 
 from service.queue import Queue
 from service.settings import Settings
@@ -17,36 +15,13 @@ from service.webhooks.delivery import WebhookSender
 from service.webhooks.outbox import attempt, endpoints, messages, publish, redeliver
 from service.webhooks.records import WebhookEndpoint, WebhookMessage
 from service.webhooks.signing import new_secret
-from tests.webhooks.conftest import job_data
-
-if TYPE_CHECKING:
-    from tests.webhooks.conftest import Handler, Receiver, RunWorker, StartReceiver
+from tests.support.data import job_event_data
+from tests.support.fixtures import MakeWorker, StartReceiver
+from tests.support.receivers import Received, Receiver, Reply, answer, answers, hang
 
 pytestmark = pytest.mark.anyio
 
 TENANT = "acme"
-
-
-def answer(status: int, text: str = "", **headers: str) -> Handler:
-    async def handler(request: web.Request, receiver: Receiver) -> web.StreamResponse:
-        return web.Response(status=status, text=text, headers=headers)
-
-    return handler
-
-
-def answers(*statuses: int) -> Handler:
-    """Answer each request with the next status; the last one from then on."""
-
-    async def handler(request: web.Request, receiver: Receiver) -> web.StreamResponse:
-        index = min(len(receiver.requests), len(statuses)) - 1
-        return web.Response(status=statuses[index], text=f"answer {index + 1}")
-
-    return handler
-
-
-async def hang(request: web.Request, receiver: Receiver) -> web.StreamResponse:
-    await receiver.release.wait()
-    return web.Response(text="too late")
 
 
 async def publish_to(
@@ -63,7 +38,7 @@ async def publish_to(
         tenant=TENANT,
         event_type=event_type,
         job_id=job_id,
-        data=job_data(job_id, event_type.removeprefix("job.")),
+        data=job_event_data(job_id, event_type.removeprefix("job.")),
         job_webhook=None if url is None else (url, secret or new_secret()),
     )
 
@@ -88,18 +63,18 @@ async def add_endpoint(queue: Queue, url: str, *events: str) -> WebhookEndpoint:
 
 
 async def test_delivered_body_is_the_event_signed_as_standard_webhooks(
-    queue: Queue, fast_settings: Settings, start_receiver: StartReceiver, run_worker: RunWorker
+    queue: Queue, fast_settings: Settings, start_receiver: StartReceiver, worker: MakeWorker
 ) -> None:
-    receiver = await start_receiver(answer(204))
+    receiver = start_receiver(answer(204))
     secret = new_secret()
     [message_id] = await publish_to(queue, receiver.url(), secret)
-    await run_worker(fast_settings)
+    await worker(fast_settings).run()
 
     [request] = receiver.requests
     # The receiver's own check, with the reference implementation.
     payload = standardwebhooks.webhooks.Webhook(secret).verify(request.body, request.headers)
     assert payload["type"] == "job.succeeded"
-    assert payload["data"] == job_data("job_1", "succeeded")
+    assert payload["data"] == job_event_data("job_1", "succeeded")
     assert payload["timestamp"].endswith("Z")
     assert request.headers["webhook-id"] == message_id
     assert message_id.startswith("msg_")
@@ -110,12 +85,12 @@ async def test_delivered_body_is_the_event_signed_as_standard_webhooks(
 
 
 async def test_500_500_200_is_delivered_on_the_third_attempt_with_the_same_id_and_body(
-    queue: Queue, fast_settings: Settings, start_receiver: StartReceiver, run_worker: RunWorker
+    queue: Queue, fast_settings: Settings, start_receiver: StartReceiver, worker: MakeWorker
 ) -> None:
-    receiver = await start_receiver(answers(500, 500, 200))
+    receiver = start_receiver(answers(500, 500, 200))
     secret = new_secret()
     [message_id] = await publish_to(queue, receiver.url(), secret)
-    await run_worker(fast_settings)
+    await worker(fast_settings).run()
 
     assert len(receiver.requests) == 3
     assert {r.headers["webhook-id"] for r in receiver.requests} == {message_id}
@@ -132,11 +107,11 @@ async def test_500_500_200_is_delivered_on_the_third_attempt_with_the_same_id_an
 
 
 async def test_message_fails_after_the_last_attempt_of_the_schedule(
-    queue: Queue, fast_settings: Settings, start_receiver: StartReceiver, run_worker: RunWorker
+    queue: Queue, fast_settings: Settings, start_receiver: StartReceiver, worker: MakeWorker
 ) -> None:
-    receiver = await start_receiver(answer(503))
+    receiver = start_receiver(answer(503))
     [message_id] = await publish_to(queue, receiver.url())
-    await run_worker(fast_settings)
+    await worker(fast_settings).run()
 
     # One attempt, then one per delay of the schedule (0.1, 0.1): three in all.
     assert len(receiver.requests) == 3
@@ -147,12 +122,12 @@ async def test_message_fails_after_the_last_attempt_of_the_schedule(
 
 
 async def test_receiver_that_hangs_past_the_timeout_is_a_failed_attempt(
-    queue: Queue, settings: Settings, start_receiver: StartReceiver, run_worker: RunWorker
+    queue: Queue, settings: Settings, start_receiver: StartReceiver, worker: MakeWorker
 ) -> None:
-    receiver = await start_receiver(hang)
+    receiver = start_receiver(hang)
     quick = msgspec.structs.replace(settings, webhook_timeout=0.3, webhook_retry_schedule=(0.1,))
     [message_id] = await publish_to(queue, receiver.url())
-    await run_worker(quick)
+    await worker(quick).run()
 
     stored = await message(queue, message_id)
     assert stored.state == "failed"
@@ -161,14 +136,14 @@ async def test_receiver_that_hangs_past_the_timeout_is_a_failed_attempt(
 
 
 async def test_hanging_receiver_does_not_delay_another_receiver(
-    queue: Queue, settings: Settings, start_receiver: StartReceiver, run_worker: RunWorker
+    queue: Queue, settings: Settings, start_receiver: StartReceiver, worker: MakeWorker
 ) -> None:
-    slow = await start_receiver(hang)
-    fast = await start_receiver(answer(200))
+    slow = start_receiver(hang)
+    fast = start_receiver(answer(200))
     patient = msgspec.structs.replace(settings, webhook_timeout=3.0, webhook_retry_schedule=())
     [slow_id] = await publish_to(queue, slow.url(), job_id="job_slow")
     [fast_id] = await publish_to(queue, fast.url(), job_id="job_fast")
-    await run_worker(patient)
+    await worker(patient).run()
 
     slow_message, fast_message = await message(queue, slow_id), await message(queue, fast_id)
     assert fast_message.state == "delivered"
@@ -179,11 +154,11 @@ async def test_hanging_receiver_does_not_delay_another_receiver(
 
 
 async def test_redirect_is_not_followed_and_is_a_failed_attempt(
-    queue: Queue, fast_settings: Settings, start_receiver: StartReceiver, run_worker: RunWorker
+    queue: Queue, fast_settings: Settings, start_receiver: StartReceiver, worker: MakeWorker
 ) -> None:
-    receiver = await start_receiver(answer(307, Location="/elsewhere"))
+    receiver = start_receiver(answer(307, Location="/elsewhere"))
     [message_id] = await publish_to(queue, receiver.url())
-    await run_worker(fast_settings)
+    await worker(fast_settings).run()
 
     assert {r.path_qs for r in receiver.requests} == {"/hook"}
     stored = await message(queue, message_id)
@@ -193,10 +168,10 @@ async def test_redirect_is_not_followed_and_is_a_failed_attempt(
 
 
 async def test_refused_connection_is_a_failed_attempt(
-    queue: Queue, fast_settings: Settings, closed_port: int, run_worker: RunWorker
+    queue: Queue, fast_settings: Settings, closed_port: int, worker: MakeWorker
 ) -> None:
     [message_id] = await publish_to(queue, f"http://127.0.0.1:{closed_port}/hook")
-    await run_worker(fast_settings)
+    await worker(fast_settings).run()
 
     stored = await message(queue, message_id)
     assert stored.state == "failed"
@@ -204,16 +179,16 @@ async def test_refused_connection_is_a_failed_attempt(
 
 
 async def test_retry_after_on_429_is_waited_for_when_longer_than_the_schedule(
-    queue: Queue, fast_settings: Settings, start_receiver: StartReceiver, run_worker: RunWorker
+    queue: Queue, fast_settings: Settings, start_receiver: StartReceiver, worker: MakeWorker
 ) -> None:
-    async def busy_then_ok(request: web.Request, receiver: Receiver) -> web.StreamResponse:
+    def busy_then_ok(request: Received, receiver: Receiver) -> Reply:
         if len(receiver.requests) == 1:
-            return web.Response(status=429, headers={"Retry-After": "1"})
-        return web.Response(status=200)
+            return Reply(status=429, headers={"Retry-After": "1"})
+        return Reply(status=200)
 
-    receiver = await start_receiver(busy_then_ok)
+    receiver = start_receiver(busy_then_ok)
     [message_id] = await publish_to(queue, receiver.url())
-    await run_worker(fast_settings)
+    await worker(fast_settings).run()
 
     stored = await message(queue, message_id)
     assert stored.state == "delivered"
@@ -223,13 +198,13 @@ async def test_retry_after_on_429_is_waited_for_when_longer_than_the_schedule(
 
 
 async def test_unsafe_address_at_attempt_time_is_a_failed_attempt_and_nothing_is_sent(
-    queue: Queue, fast_settings: Settings, start_receiver: StartReceiver, run_worker: RunWorker
+    queue: Queue, fast_settings: Settings, start_receiver: StartReceiver, worker: MakeWorker
 ) -> None:
-    receiver = await start_receiver(answer(200))
+    receiver = start_receiver(answer(200))
     # Accepted when created (allowed then), refused when sent: the check runs at every attempt.
     [message_id] = await publish_to(queue, receiver.url())
     strict = msgspec.structs.replace(fast_settings, webhook_allow_private=False)
-    await run_worker(strict)
+    await worker(strict).run()
 
     assert receiver.requests == []
     stored = await message(queue, message_id)
@@ -241,10 +216,10 @@ async def test_unsafe_address_at_attempt_time_is_a_failed_attempt_and_nothing_is
 
 
 async def test_unresolvable_host_at_attempt_time_is_a_failed_attempt(
-    queue: Queue, fast_settings: Settings, run_worker: RunWorker
+    queue: Queue, fast_settings: Settings, worker: MakeWorker
 ) -> None:
     [message_id] = await publish_to(queue, "http://burro-no-such-host.invalid/hook")
-    await run_worker(fast_settings)
+    await worker(fast_settings).run()
 
     stored = await message(queue, message_id)
     assert stored.state == "failed"
@@ -254,15 +229,15 @@ async def test_unresolvable_host_at_attempt_time_is_a_failed_attempt(
 
 
 async def test_event_goes_to_the_job_webhook_and_each_subscribed_endpoint(
-    queue: Queue, fast_settings: Settings, start_receiver: StartReceiver, run_worker: RunWorker
+    queue: Queue, fast_settings: Settings, start_receiver: StartReceiver, worker: MakeWorker
 ) -> None:
-    receiver = await start_receiver(answer(200))
+    receiver = start_receiver(answer(200))
     exact = await add_endpoint(queue, receiver.url("/exact"), "job.succeeded")
     family = await add_endpoint(queue, receiver.url("/family"), "job.*")
     every = await add_endpoint(queue, receiver.url("/every"), "*")
     await add_endpoint(queue, receiver.url("/other"), "job.failed", "job.cancelled")
     ids = await publish_to(queue, receiver.url("/job"))
-    await run_worker(fast_settings)
+    await worker(fast_settings).run()
 
     assert len(ids) == 4
     assert sorted(r.path_qs for r in receiver.requests) == ["/every", "/exact", "/family", "/job"]
@@ -275,14 +250,14 @@ async def test_event_goes_to_the_job_webhook_and_each_subscribed_endpoint(
 
 
 async def test_publishing_the_same_event_twice_sends_it_once(
-    queue: Queue, fast_settings: Settings, start_receiver: StartReceiver, run_worker: RunWorker
+    queue: Queue, fast_settings: Settings, start_receiver: StartReceiver, worker: MakeWorker
 ) -> None:
-    receiver = await start_receiver(answer(200))
+    receiver = start_receiver(answer(200))
     first = await publish_to(queue, receiver.url())
     second = await publish_to(queue, receiver.url())
-    await run_worker(fast_settings)
+    await worker(fast_settings).run()
     third = await publish_to(queue, receiver.url())  # even after delivery
-    await run_worker(fast_settings)
+    await worker(fast_settings).run()
 
     assert first == second == third
     assert len(receiver.requests) == 1
@@ -293,7 +268,7 @@ async def test_publishing_the_same_event_twice_sends_it_once(
 async def test_an_attempt_run_twice_is_sent_once(
     queue: Queue, fast_settings: Settings, start_receiver: StartReceiver
 ) -> None:
-    receiver = await start_receiver(answer(500))
+    receiver = start_receiver(answer(500))
     [message_id] = await publish_to(queue, receiver.url())
     async with WebhookSender() as sender:
         for _ in range(2):  # the queue promises at least once
@@ -304,13 +279,13 @@ async def test_an_attempt_run_twice_is_sent_once(
 
 
 async def test_message_for_a_deleted_endpoint_fails_without_being_sent(
-    queue: Queue, fast_settings: Settings, start_receiver: StartReceiver, run_worker: RunWorker
+    queue: Queue, fast_settings: Settings, start_receiver: StartReceiver, worker: MakeWorker
 ) -> None:
-    receiver = await start_receiver(answer(200))
+    receiver = start_receiver(answer(200))
     endpoint = await add_endpoint(queue, receiver.url(), "*")
     [message_id] = await publish_to(queue, None)
     await endpoints(queue.redis).delete(endpoint)
-    await run_worker(fast_settings)
+    await worker(fast_settings).run()
 
     assert receiver.requests == []
     stored = await message(queue, message_id)
@@ -319,16 +294,16 @@ async def test_message_for_a_deleted_endpoint_fails_without_being_sent(
 
 
 async def test_redelivery_sends_the_same_message_again(
-    queue: Queue, fast_settings: Settings, start_receiver: StartReceiver, run_worker: RunWorker
+    queue: Queue, fast_settings: Settings, start_receiver: StartReceiver, worker: MakeWorker
 ) -> None:
-    receiver = await start_receiver(answers(500, 500, 500, 200))
+    receiver = start_receiver(answers(500, 500, 500, 200))
     [message_id] = await publish_to(queue, receiver.url())
-    await run_worker(fast_settings)
+    await worker(fast_settings).run()
     assert (await message(queue, message_id)).state == "failed"
 
     redelivering = await redeliver(queue.redis, queue, TENANT, message_id)
     assert redelivering.state == "pending"
-    await run_worker(fast_settings)
+    await worker(fast_settings).run()
 
     stored = await message(queue, message_id)
     assert stored.state == "delivered"
@@ -343,10 +318,10 @@ async def test_redelivery_sends_the_same_message_again(
 
 
 async def test_body_accepts_the_job_as_json_bytes(
-    queue: Queue, fast_settings: Settings, start_receiver: StartReceiver, run_worker: RunWorker
+    queue: Queue, fast_settings: Settings, start_receiver: StartReceiver, worker: MakeWorker
 ) -> None:
-    receiver = await start_receiver(answer(200))
-    data = json.dumps(job_data()).encode()
+    receiver = start_receiver(answer(200))
+    data = json.dumps(job_event_data()).encode()
     await publish(
         queue.redis,
         queue,
@@ -356,7 +331,7 @@ async def test_body_accepts_the_job_as_json_bytes(
         data=data,
         job_webhook=(receiver.url(), new_secret()),
     )
-    await run_worker(fast_settings)
+    await worker(fast_settings).run()
 
     [request] = receiver.requests
-    assert json.loads(request.body)["data"] == job_data()
+    assert json.loads(request.body)["data"] == job_event_data()

@@ -2,61 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING
-
 import httpx
 import msgspec
 import pytest
-from aiohttp import web
 
-from burro.testing import serve_in_thread
-from service.app import create_app
-from service.queue import Queue
 from service.settings import Settings
-from service.webhooks.outbox import publish
 from service.webhooks.signing import new_secret, secret_key
-from tests.webhooks.conftest import job_data
-
-if TYPE_CHECKING:
-    from tests.webhooks.conftest import Receiver, RunWorker, StartReceiver
-
-pytestmark = pytest.mark.anyio
+from tests.support.fixtures import MakeClient, MakeWorker, ServeBurro, StartReceiver
+from tests.support.receivers import answer
+from tests.support.store import publish_job_event
 
 # A public address as an IP literal: accepted without any DNS lookup.
 PUBLIC = "https://93.184.215.14"
 
 
 @pytest.fixture
-async def api(burro_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    """Tenant 'acme', without blocking the receivers that run in the test's event loop."""
-    async with httpx.AsyncClient(
-        base_url=burro_url, headers={"Authorization": "Bearer key-acme"}, timeout=30
-    ) as http:
-        yield http
-
-
-@pytest.fixture
-async def other_api(burro_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        base_url=burro_url, headers={"Authorization": "Bearer key-globex"}, timeout=30
-    ) as http:
-        yield http
-
-
-@pytest.fixture
-def strict_client(settings: Settings) -> Iterator[httpx.Client]:
+def strict_client(
+    settings: Settings, serve_burro: ServeBurro, make_client: MakeClient
+) -> httpx.Client:
     """Burro as deployed: only public webhook addresses."""
     strict = msgspec.structs.replace(settings, webhook_allow_private=False)
-    with (
-        serve_in_thread(create_app(strict)) as url,
-        httpx.Client(base_url=url, headers={"Authorization": "Bearer key-acme"}) as http,
-    ):
-        yield http
-
-
-async def ok(request: web.Request, receiver: Receiver) -> web.StreamResponse:
-    return web.Response(status=200, text="thanks")
+    return make_client("acme", base_url=serve_burro(strict))
 
 
 def problem(response: httpx.Response, status: int) -> dict[str, object]:
@@ -66,8 +32,8 @@ def problem(response: httpx.Response, status: int) -> dict[str, object]:
     return body
 
 
-async def test_created_endpoint_shows_its_secret_once(api: httpx.AsyncClient) -> None:
-    created = await api.post(
+def test_created_endpoint_shows_its_secret_once(client: httpx.Client) -> None:
+    created = client.post(
         "/v1/webhook-endpoints",
         json={"url": f"{PUBLIC}/hooks", "events": ["job.succeeded"], "description": "CI"},
     )
@@ -79,152 +45,135 @@ async def test_created_endpoint_shows_its_secret_once(api: httpx.AsyncClient) ->
     assert endpoint["description"] == "CI"
     assert len(secret_key(endpoint["secret"])) == 32
 
-    listed = (await api.get("/v1/webhook-endpoints")).json()
+    listed = client.get("/v1/webhook-endpoints").json()
     assert listed["object"] == "list"
     assert listed["has_more"] is False
     assert [e["id"] for e in listed["data"]] == [endpoint["id"]]
     assert "secret" not in listed["data"][0]
-    fetched = (await api.get(f"/v1/webhook-endpoints/{endpoint['id']}")).json()
+    fetched = client.get(f"/v1/webhook-endpoints/{endpoint['id']}").json()
     assert "secret" not in fetched
     assert fetched["url"] == f"{PUBLIC}/hooks"
 
 
-async def test_endpoint_without_events_subscribes_to_all(api: httpx.AsyncClient) -> None:
-    created = await api.post("/v1/webhook-endpoints", json={"url": f"{PUBLIC}/h"})
+def test_endpoint_without_events_subscribes_to_all(client: httpx.Client) -> None:
+    created = client.post("/v1/webhook-endpoints", json={"url": f"{PUBLIC}/h"})
     assert created.status_code == 201
     assert created.json()["events"] == ["*"]
 
 
-async def test_deleted_endpoint_is_gone(api: httpx.AsyncClient) -> None:
-    created = await api.post("/v1/webhook-endpoints", json={"url": f"{PUBLIC}/h"})
+def test_deleted_endpoint_is_gone(client: httpx.Client) -> None:
+    created = client.post("/v1/webhook-endpoints", json={"url": f"{PUBLIC}/h"})
     endpoint_id = created.json()["id"]
-    deleted = await api.delete(f"/v1/webhook-endpoints/{endpoint_id}")
+    deleted = client.delete(f"/v1/webhook-endpoints/{endpoint_id}")
     assert deleted.status_code == 204
-    problem(await api.get(f"/v1/webhook-endpoints/{endpoint_id}"), 404)
-    problem(await api.delete(f"/v1/webhook-endpoints/{endpoint_id}"), 404)
-    assert (await api.get("/v1/webhook-endpoints")).json()["data"] == []
+    problem(client.get(f"/v1/webhook-endpoints/{endpoint_id}"), 404)
+    problem(client.delete(f"/v1/webhook-endpoints/{endpoint_id}"), 404)
+    assert client.get("/v1/webhook-endpoints").json()["data"] == []
 
 
-async def test_another_tenants_endpoint_is_not_found(
-    api: httpx.AsyncClient, other_api: httpx.AsyncClient
+def test_another_tenants_endpoint_is_not_found(
+    client: httpx.Client, other_client: httpx.Client
 ) -> None:
-    created = await api.post("/v1/webhook-endpoints", json={"url": f"{PUBLIC}/h"})
+    created = client.post("/v1/webhook-endpoints", json={"url": f"{PUBLIC}/h"})
     endpoint_id = created.json()["id"]
-    problem(await other_api.get(f"/v1/webhook-endpoints/{endpoint_id}"), 404)
-    problem(await other_api.delete(f"/v1/webhook-endpoints/{endpoint_id}"), 404)
-    assert (await other_api.get("/v1/webhook-endpoints")).json()["data"] == []
-    assert (await api.get(f"/v1/webhook-endpoints/{endpoint_id}")).status_code == 200
+    problem(other_client.get(f"/v1/webhook-endpoints/{endpoint_id}"), 404)
+    problem(other_client.delete(f"/v1/webhook-endpoints/{endpoint_id}"), 404)
+    assert other_client.get("/v1/webhook-endpoints").json()["data"] == []
+    assert client.get(f"/v1/webhook-endpoints/{endpoint_id}").status_code == 200
 
 
-async def test_endpoints_are_listed_newest_first_in_pages(api: httpx.AsyncClient) -> None:
+def test_endpoints_are_listed_newest_first_in_pages(client: httpx.Client) -> None:
     ids = []
     for n in range(3):
-        created = await api.post("/v1/webhook-endpoints", json={"url": f"{PUBLIC}/{n}"})
+        created = client.post("/v1/webhook-endpoints", json={"url": f"{PUBLIC}/{n}"})
         ids.append(created.json()["id"])
-    first = (await api.get("/v1/webhook-endpoints", params={"limit": 2})).json()
+    first = client.get("/v1/webhook-endpoints", params={"limit": 2}).json()
     assert [e["id"] for e in first["data"]] == ids[::-1][:2]
     assert first["has_more"] is True
-    rest = (await api.get("/v1/webhook-endpoints", params={"limit": 2, "after": ids[1]})).json()
+    rest = client.get("/v1/webhook-endpoints", params={"limit": 2, "after": ids[1]}).json()
     assert [e["id"] for e in rest["data"]] == [ids[0]]
     assert rest["has_more"] is False
-    problem(await api.get("/v1/webhook-endpoints", params={"limit": 0}), 400)
+    problem(client.get("/v1/webhook-endpoints", params={"limit": 0}), 400)
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
-        {"events": ["job.succeeded"]},
-        {"url": f"{PUBLIC}/h", "events": ["job.exploded"]},
-        {"url": f"{PUBLIC}/h", "secret": "whsec_x"},
-        {"url": ""},
-        {"url": f"{PUBLIC}/h", "description": "x" * 513},
-    ],
-    ids=["no-url", "unknown-event", "unknown-field", "empty-url", "long-description"],
+MALFORMED: dict[str, dict[str, object]] = {
+    "no-url": {"events": ["job.succeeded"]},
+    "unknown-event": {"url": f"{PUBLIC}/h", "events": ["job.exploded"]},
+    "unknown-field": {"url": f"{PUBLIC}/h", "secret": "whsec_x"},
+    "empty-url": {"url": ""},
+    "long-description": {"url": f"{PUBLIC}/h", "description": "x" * 513},
+}
+UNSAFE = (
+    "http://127.0.0.1:{port}/hook",
+    "http://localhost:{port}/hook",
+    "http://[::1]:{port}/hook",
+    "http://10.0.0.7/hook",
+    "http://192.168.1.1/hook",
+    "http://169.254.169.254/latest/meta-data/",
+    "http://[fd00::1]/hook",
+    "http://[::ffff:127.0.0.1]:{port}/hook",
+    "http://2130706433:{port}/hook",
+    "http://0x7f.0.0.1:{port}/hook",
+    "ftp://ci.example.com/hook",
+    "http://user:pw@ci.example.com/hook",
+    "file:///etc/passwd",
 )
-async def test_malformed_endpoint_is_400(api: httpx.AsyncClient, body: dict[str, object]) -> None:
-    problem(await api.post("/v1/webhook-endpoints", json=body), 400)
 
 
-@pytest.mark.parametrize(
-    "url",
-    [
-        "http://127.0.0.1:{port}/hook",
-        "http://localhost:{port}/hook",
-        "http://[::1]:{port}/hook",
-        "http://10.0.0.7/hook",
-        "http://192.168.1.1/hook",
-        "http://169.254.169.254/latest/meta-data/",
-        "http://[fd00::1]/hook",
-        "http://[::ffff:127.0.0.1]:{port}/hook",
-        "http://2130706433:{port}/hook",
-        "http://0x7f.0.0.1:{port}/hook",
-        "ftp://ci.example.com/hook",
-        "http://user:pw@ci.example.com/hook",
-        "file:///etc/passwd",
-    ],
-)
-async def test_unsafe_endpoint_url_is_refused_with_422_and_nothing_is_sent(
-    strict_client: httpx.Client, start_receiver: StartReceiver, url: str
+def test_malformed_endpoint_is_400(client: httpx.Client, subtests: pytest.Subtests) -> None:
+    for case, body in MALFORMED.items():
+        with subtests.test(case):
+            problem(client.post("/v1/webhook-endpoints", json=body), 400)
+
+
+def test_unsafe_endpoint_url_is_refused_with_422_and_nothing_is_sent(
+    strict_client: httpx.Client, start_receiver: StartReceiver, subtests: pytest.Subtests
 ) -> None:
-    receiver = await start_receiver(ok)
-    response = strict_client.post(
-        "/v1/webhook-endpoints", json={"url": url.format(port=receiver.port)}
-    )
-    body = problem(response, 422)
-    assert body["type"] == "urn:burro:problem:unsafe_webhook_url"
+    receiver = start_receiver()
+    for url in UNSAFE:
+        with subtests.test(url):
+            response = strict_client.post(
+                "/v1/webhook-endpoints", json={"url": url.format(port=receiver.port)}
+            )
+            body = problem(response, 422)
+            assert body["type"] == "urn:burro:problem:unsafe_webhook_url"
     assert receiver.requests == []
     assert strict_client.get("/v1/webhook-endpoints").json()["data"] == []
 
 
-async def test_unresolvable_endpoint_host_is_422(strict_client: httpx.Client) -> None:
+def test_unresolvable_endpoint_host_is_422(strict_client: httpx.Client) -> None:
     response = strict_client.post(
         "/v1/webhook-endpoints", json={"url": "https://burro-no-such-host.invalid/hook"}
     )
     assert problem(response, 422)["type"] == "urn:burro:problem:unresolvable_webhook_host"
 
 
-async def test_tenant_endpoints_are_capped(api: httpx.AsyncClient) -> None:
+def test_tenant_endpoints_are_capped(client: httpx.Client) -> None:
     for n in range(20):
-        created = await api.post("/v1/webhook-endpoints", json={"url": f"{PUBLIC}/{n}"})
+        created = client.post("/v1/webhook-endpoints", json={"url": f"{PUBLIC}/{n}"})
         assert created.status_code == 201
-    problem(await api.post("/v1/webhook-endpoints", json={"url": f"{PUBLIC}/x"}), 422)
+    problem(client.post("/v1/webhook-endpoints", json={"url": f"{PUBLIC}/x"}), 422)
 
 
-async def test_messages_of_a_job_list_their_attempts_and_state(
-    api: httpx.AsyncClient,
-    other_api: httpx.AsyncClient,
-    queue: Queue,
+def test_messages_of_a_job_list_their_attempts_and_state(
+    client: httpx.Client,
+    other_client: httpx.Client,
+    redis_url: str,
     fast_settings: Settings,
     start_receiver: StartReceiver,
-    run_worker: RunWorker,
+    worker: MakeWorker,
 ) -> None:
-    receiver = await start_receiver(ok)
-    created = await api.post(
+    receiver = start_receiver(answer(200, "thanks"))
+    created = client.post(
         "/v1/webhook-endpoints", json={"url": receiver.url("/endpoint"), "events": ["job.*"]}
     )
     endpoint_id = created.json()["id"]
     for status in ("running", "succeeded"):
-        await publish(
-            queue.redis,
-            queue,
-            tenant="acme",
-            event_type=f"job.{status}",
-            job_id="job_1",
-            data=job_data("job_1", status),
-            job_webhook=(receiver.url("/job"), new_secret()),
-        )
-    await publish(
-        queue.redis,
-        queue,
-        tenant="acme",
-        event_type="job.running",
-        job_id="job_2",
-        data=job_data("job_2", "running"),
-        job_webhook=None,
-    )
-    await run_worker(fast_settings)
+        publish_job_event(redis_url, f"job.{status}", "job_1", (receiver.url("/job"), new_secret()))
+    publish_job_event(redis_url, "job.running", "job_2", None)
+    worker(fast_settings).drain()
 
-    listed = (await api.get("/v1/webhook-messages", params={"job": "job_1"})).json()
+    listed = client.get("/v1/webhook-messages", params={"job": "job_1"}).json()
     assert listed["object"] == "list"
     assert len(listed["data"]) == 4
     assert {m["job"] for m in listed["data"]} == {"job_1"}
@@ -243,64 +192,55 @@ async def test_messages_of_a_job_list_their_attempts_and_state(
     assert "secret" not in first
     assert "body" not in first
 
-    page = (await api.get("/v1/webhook-messages", params={"job": "job_1", "limit": 3})).json()
+    page = client.get("/v1/webhook-messages", params={"job": "job_1", "limit": 3}).json()
     assert page["has_more"] is True
     after = page["data"][-1]["id"]
-    rest = (
-        await api.get("/v1/webhook-messages", params={"job": "job_1", "limit": 3, "after": after})
+    rest = client.get(
+        "/v1/webhook-messages", params={"job": "job_1", "limit": 3, "after": after}
     ).json()
     assert len(rest["data"]) == 1
     assert rest["has_more"] is False
 
-    everything = (await api.get("/v1/webhook-messages")).json()
+    everything = client.get("/v1/webhook-messages").json()
     assert len(everything["data"]) == 5
-    one = (await api.get(f"/v1/webhook-messages/{first['id']}")).json()
+    one = client.get(f"/v1/webhook-messages/{first['id']}").json()
     assert one == first
 
     # Another tenant sees none of it.
-    assert (await other_api.get("/v1/webhook-messages", params={"job": "job_1"})).json()[
-        "data"
-    ] == []
-    problem(await other_api.get(f"/v1/webhook-messages/{first['id']}"), 404)
-    problem(await other_api.post(f"/v1/webhook-messages/{first['id']}/redeliver"), 404)
+    assert other_client.get("/v1/webhook-messages", params={"job": "job_1"}).json()["data"] == []
+    problem(other_client.get(f"/v1/webhook-messages/{first['id']}"), 404)
+    problem(other_client.post(f"/v1/webhook-messages/{first['id']}/redeliver"), 404)
 
 
-async def test_redeliver_sends_the_message_again_with_the_same_webhook_id(
-    api: httpx.AsyncClient,
-    queue: Queue,
+def test_redeliver_sends_the_message_again_with_the_same_webhook_id(
+    client: httpx.Client,
+    redis_url: str,
     fast_settings: Settings,
     start_receiver: StartReceiver,
-    run_worker: RunWorker,
+    worker: MakeWorker,
 ) -> None:
-    receiver = await start_receiver(ok)
-    [message_id] = await publish(
-        queue.redis,
-        queue,
-        tenant="acme",
-        event_type="job.succeeded",
-        job_id="job_1",
-        data=job_data(),
-        job_webhook=(receiver.url(), new_secret()),
+    receiver = start_receiver(answer(200, "thanks"))
+    [message_id] = publish_job_event(
+        redis_url, "job.succeeded", "job_1", (receiver.url(), new_secret())
     )
-    await run_worker(fast_settings)
+    worker(fast_settings).drain()
 
-    response = await api.post(f"/v1/webhook-messages/{message_id}/redeliver")
+    response = client.post(f"/v1/webhook-messages/{message_id}/redeliver")
     assert response.status_code == 202, response.text
     assert response.json()["state"] == "pending"
-    await run_worker(fast_settings)
+    worker(fast_settings).drain()
 
     assert [r.headers["webhook-id"] for r in receiver.requests] == [message_id, message_id]
-    stored = (await api.get(f"/v1/webhook-messages/{message_id}")).json()
+    stored = client.get(f"/v1/webhook-messages/{message_id}").json()
     assert stored["state"] == "delivered"
     assert [(a["redelivery"], a["number"]) for a in stored["attempts"]] == [(0, 1), (1, 1)]
 
 
-async def test_unknown_message_is_404(api: httpx.AsyncClient) -> None:
-    problem(await api.get("/v1/webhook-messages/msg_nope"), 404)
-    problem(await api.post("/v1/webhook-messages/msg_nope/redeliver"), 404)
+def test_unknown_message_is_404(client: httpx.Client) -> None:
+    problem(client.get("/v1/webhook-messages/msg_nope"), 404)
+    problem(client.post("/v1/webhook-messages/msg_nope/redeliver"), 404)
 
 
-async def test_webhook_routes_need_a_key(burro_url: str) -> None:
-    async with httpx.AsyncClient(base_url=burro_url) as anonymous:
-        problem(await anonymous.get("/v1/webhook-endpoints"), 401)
-        problem(await anonymous.get("/v1/webhook-messages"), 401)
+def test_webhook_routes_need_a_key(anonymous: httpx.Client) -> None:
+    problem(anonymous.get("/v1/webhook-endpoints"), 401)
+    problem(anonymous.get("/v1/webhook-messages"), 401)

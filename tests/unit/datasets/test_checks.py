@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import json
 from typing import Any
 
 import msgspec
@@ -20,6 +19,7 @@ from service.datasets.checks import (
 )
 from service.datasets.tokens import get_encoding
 from service.models import ModelTable
+from tests.support.data import jsonl
 
 TODAY = datetime.date(2025, 11, 26)
 MINI = "gpt-4.1-mini-2025-04-14"
@@ -32,10 +32,6 @@ def example(i: int = 0, *, system: bool = True, **extra: Any) -> dict[str, Any]:
         messages.insert(0, {"role": "system", "content": "You are a donkey."})
     messages.append({"role": "assistant", "content": f"{2 * i}, obviously."})
     return {"messages": messages, **extra}
-
-
-def jsonl(rows: list[Any]) -> bytes:
-    return b"".join((r if isinstance(r, bytes) else json.dumps(r).encode()) + b"\n" for r in rows)
 
 
 def good(n: int = 10) -> list[Any]:

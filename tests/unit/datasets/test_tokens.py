@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tiktoken_ext import openai_public
+from tiktoken_ext import openai_public  # type: ignore[import-untyped]
 
 from service.datasets.tokens import EncodingError, get_encoding, load_encoding
+from tests.support import ROOT
 
-VOCAB_DIR = Path(__file__).resolve().parents[2] / "service" / "tiktoken"
+VOCAB_DIR = ROOT / "service" / "tiktoken"
 
 
 @pytest.mark.parametrize("name", ["o200k_base", "cl100k_base"])
