@@ -9,6 +9,9 @@ builds on them follows.
 from __future__ import annotations
 
 import contextlib
+import functools
+import shutil
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -91,13 +94,27 @@ def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 
+@pytest.fixture(scope="session")
+def _data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("burro-data")
+
+
 @pytest.fixture
-def settings(redis_url: str, tmp_path: Path) -> Settings:
-    """Burro's settings for this test: its Redis, its data directory, tenants 'acme' and
-    'globex', private webhook addresses allowed (receivers are on loopback)."""
+def data_dir(_data_root: Path) -> Path:
+    """Burro's data directory, emptied for this test. One path for the session, as there is
+    one Redis: two tests' settings are then equal, and can share a server (`burro_url`)."""
+    shutil.rmtree(_data_root)
+    _data_root.mkdir()
+    return _data_root
+
+
+@pytest.fixture
+def settings(redis_url: str, data_dir: Path) -> Settings:
+    """Burro's settings for this test: its Redis and data directory (both emptied), tenants
+    'acme' and 'globex', private webhook addresses allowed (receivers are on loopback)."""
     return Settings(
         redis_url=redis_url,
-        data_dir=tmp_path / "data",
+        data_dir=data_dir,
         api_keys=TENANT_KEYS,
         webhook_allow_private=True,
         # Tests poll the API in loops; the limit itself is tested in test_limits.py.
@@ -187,23 +204,58 @@ def sandbox_settings(settings: Settings, sandbox_url: str) -> Settings:
 ServeBurro = Callable[[Settings], str]
 
 
+def _serve(stack: contextlib.ExitStack, settings: Settings) -> str:
+    return stack.enter_context(serve_in_thread(create_app(settings, configure_logs=False)))
+
+
+class BurroServers:
+    """Burro servers kept running for the tests whose settings are equal. A test's state lives
+    in Redis and the data directory, which every test empties first: a server carries nothing
+    from one test to the next (but what it does in the background, see inference/conftest)."""
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self._running: OrderedDict[Settings, tuple[str, contextlib.ExitStack]] = OrderedDict()
+
+    def url(self, settings: Settings) -> str:
+        """The base URL of a server for `settings`, started unless one runs already."""
+        if settings in self._running:
+            self._running.move_to_end(settings)
+            return self._running[settings][0]
+        stack = contextlib.ExitStack()
+        self._running[settings] = (_serve(stack, settings), stack)
+        while len(self._running) > self.keep:  # the least recently used one goes
+            _, (_, oldest) = self._running.popitem(last=False)
+            oldest.close()
+        return self._running[settings][0]
+
+    def close(self) -> None:
+        while self._running:
+            _, (_, stack) = self._running.popitem()
+            stack.close()
+
+
+@pytest.fixture(scope="session")
+def burro_servers(redis_server: RedisServer) -> Iterator[BurroServers]:
+    """The session's shared Burro servers (stopped before its Redis is)."""
+    servers = BurroServers(keep=4)
+    yield servers
+    servers.close()
+
+
+@pytest.fixture
+def burro_url(burro_servers: BurroServers, settings: Settings) -> str:
+    """Burro's API for the test's `settings`, on a loopback port (shared with the other tests
+    whose settings are equal)."""
+    return burro_servers.url(settings)
+
+
 @pytest.fixture
 def serve_burro() -> Iterator[ServeBurro]:
-    """Serve Burro's API for given settings on a loopback port (`serve_burro(settings)` is its
-    base URL); every server stops when the test ends."""
+    """Serve Burro's API for other settings of one test (`serve_burro(changed)` is its base
+    URL); every server stops when the test ends."""
     with contextlib.ExitStack() as stack:
-
-        def serve(settings: Settings) -> str:
-            app = create_app(settings, configure_logs=False)
-            return stack.enter_context(serve_in_thread(app))
-
-        yield serve
-
-
-@pytest.fixture
-def burro_url(serve_burro: ServeBurro, settings: Settings) -> str:
-    """Burro's API for the test's `settings`, on a loopback port."""
-    return serve_burro(settings)
+        yield functools.partial(_serve, stack)
 
 
 class MakeClient(Protocol):

@@ -8,7 +8,7 @@ import msgspec
 import pytest
 
 from service.settings import Settings
-from tests.support.fixtures import with_sandbox
+from tests.support.fixtures import ServeBurro, with_sandbox
 
 
 @pytest.fixture
@@ -24,3 +24,10 @@ def donkey(client: httpx.Client, acme_job: str) -> str:
     response = client.put("/v1/aliases/donkey", json={"job": acme_job})
     assert response.status_code == 201, response.text
     return "donkey"
+
+
+@pytest.fixture
+def burro_url(serve_burro: ServeBurro, settings: Settings) -> str:
+    """Burro of this test's own: chat usage is written to Redis in the background, and a
+    server shared with the test before could write that test's usage into this one's Redis."""
+    return serve_burro(settings)

@@ -8,17 +8,28 @@ from typing import Any
 
 import httpx
 import openai
+import pytest
 from standardwebhooks.webhooks import Webhook
 
-from tests.support.api import create_job, upload_dataset
+from tests.support.api import create_job, job_status, upload_dataset
 from tests.support.data import BASE_MODEL, answer, question
 from tests.support.fixtures import MakeWorker, StartReceiver
 from tests.support.receivers import Received, Receiver, Reply
+from tests.support.sandboxes import ClockedSandbox
 from tests.support.waiting import wait_for
 
 
+@pytest.fixture
+def sandbox_url(clocked_sandbox: ClockedSandbox) -> str:
+    return clocked_sandbox.url
+
+
 def test_a_job_trains_notifies_promotes_and_then_answers_by_its_alias(
-    client: httpx.Client, sdk: openai.OpenAI, start_receiver: StartReceiver, worker: MakeWorker
+    client: httpx.Client,
+    sdk: openai.OpenAI,
+    start_receiver: StartReceiver,
+    worker: MakeWorker,
+    clocked_sandbox: ClockedSandbox,
 ) -> None:
     alias_seen_on_success: list[dict[str, Any]] = []
 
@@ -40,6 +51,10 @@ def test_a_job_trains_notifies_promotes_and_then_answers_by_its_alias(
     )
     secret = job["webhook"]["secret"]
     assert secret.startswith("whsec_")
+    # The upstream job moves on once Burro has seen each of its statuses.
+    for status in ("validating_files", "queued", "running"):
+        job_status(client, job["id"], status)
+        clocked_sandbox.advance(1)
 
     def types() -> list[str]:
         return [body["type"] for body in receiver.bodies()]
