@@ -37,7 +37,7 @@ from tests.support.data import BASE_MODEL, jsonl, training_examples
 from tests.support.processes import WorkerProcesses
 from tests.support.receivers import Handler, Receiver, answer, unlistened_port
 from tests.support.sandboxes import ClockedSandbox, controls, fine_tune
-from tests.support.store import register
+from tests.support.store import RedisSession, register
 from tests.support.workers import BurroWorker
 
 # The session's sandbox: each fine-tuning phase lasts this long, a job about three times that.
@@ -106,6 +106,13 @@ def data_dir(_data_root: Path) -> Path:
     shutil.rmtree(_data_root)
     _data_root.mkdir()
     return _data_root
+
+
+@pytest.fixture
+def store(redis_url: str) -> Iterator[RedisSession]:
+    """The test's Redis from synchronous code, cheap enough to poll: `store(lambda r: …)`."""
+    with RedisSession(redis_url) as session:
+        yield session
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ parts of Burro make (a succeeded job's model, a job record, a queued function)."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Self, TypeVar
 
 from redis.asyncio import Redis
 
@@ -30,6 +30,26 @@ def on_redis(redis_url: str, call: Callable[[Redis], Awaitable[T]]) -> T:
             await redis.aclose()
 
     return asyncio.run(run())
+
+
+class RedisSession:
+    """One event loop and one connection for a synchronous test that calls into Redis many
+    times (a condition polled by `wait_for`): each call costs a round trip, not a new loop and
+    connection. Use it as a context manager."""
+
+    def __init__(self, redis_url: str) -> None:
+        self._runner = asyncio.Runner()
+        self.redis = Redis.from_url(redis_url)
+
+    def __call__(self, call: Callable[[Redis], Coroutine[Any, Any, T]]) -> T:
+        return self._runner.run(call(self.redis))
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._runner.run(self.redis.aclose())
+        self._runner.close()
 
 
 def on_queue(redis_url: str, call: Callable[[Queue], Awaitable[T]]) -> T:

@@ -7,6 +7,7 @@ import subprocess
 
 import msgspec
 import pytest
+from redis.asyncio import Redis
 
 from service.settings import Settings
 from service.webhooks.outbox import attempt_job_id, messages
@@ -14,7 +15,7 @@ from service.webhooks.records import WebhookMessage
 from service.webhooks.signing import new_secret
 from tests.support.fixtures import SpawnWorker, StartReceiver
 from tests.support.receivers import Received, Receiver, Reply
-from tests.support.store import on_redis, publish_job_event
+from tests.support.store import RedisSession, publish_job_event
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.crash
@@ -27,7 +28,10 @@ def settings(settings: Settings) -> Settings:
 
 
 def test_worker_killed_between_attempts_loses_nothing(
-    redis_url: str, spawn_worker: SpawnWorker, start_receiver: StartReceiver
+    redis_url: str,
+    store: RedisSession,
+    spawn_worker: SpawnWorker,
+    start_receiver: StartReceiver,
 ) -> None:
     def fail_first(request: Received, receiver: Receiver) -> Reply:
         return Reply(status=500 if len(receiver.requests) == 1 else 200)
@@ -38,14 +42,15 @@ def test_worker_killed_between_attempts_loses_nothing(
     )
 
     def stored() -> WebhookMessage:
-        found = on_redis(redis_url, lambda redis: messages(redis).get(message_id))
+        found = store(lambda redis: messages(redis).get(message_id))
         assert found is not None
         return found
 
+    async def second_attempt_queued(redis: Redis) -> bool:
+        return bool(await redis.exists(f"arq:job:{attempt_job_id(message_id, 0, 2)}"))
+
     def first_attempt_failed_and_second_queued() -> bool:
-        second = f"arq:job:{attempt_job_id(message_id, 0, 2)}"
-        queued = on_redis(redis_url, lambda redis: redis.exists(second))
-        return len(stored().attempts) == 1 and bool(queued)
+        return len(stored().attempts) == 1 and store(second_attempt_queued)
 
     first: subprocess.Popen[bytes] = spawn_worker()
     wait_for(first_attempt_failed_and_second_queued, what="the first failed attempt")
