@@ -186,6 +186,7 @@ def test_a_second_run_asks_only_for_the_rows_not_yet_scored(
     assert second["summary"]["wins"] == first["summary"]["wins"]
 
 
+@pytest.mark.slow  # seconds of slow upstream answers, to outlast the run's time budget
 def test_a_run_past_its_time_budget_continues_in_a_new_queued_job(
     client: httpx.Client,
     acme_job: str,
