@@ -19,8 +19,29 @@ dev: install ## Run everything locally: Redis, API, worker, and the sandbox with
 	$(UV) run burro dev
 
 .PHONY: test
-test: install lint typecheck ## Lint, type-check and run every test
+test: install lint typecheck browser ## Lint, type-check and run every test (all tiers)
 	$(UV) run pytest
+
+.PHONY: test-fast
+test-fast: ## The unit tier: no server, no process, no network (seconds)
+	$(UV) run pytest tests/unit
+
+.PHONY: test-quick
+test-quick: ## Every test but the slow, crash and browser ones
+	$(UV) run pytest -m "not slow and not crash and not browser"
+
+.PHONY: browser
+browser: ## Headless Chromium for the browser tests: Debian's chromium, with apt-get as root
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then \
+		echo "chromium is installed"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -q chromium >/dev/null 2>&1 \
+			|| { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; } \
+			|| echo "chromium could not be installed: the browser tests will skip"; \
+	else \
+		echo "chromium is missing and installing it needs root and apt-get: the browser tests will skip"; \
+	fi
 
 .PHONY: lint
 lint: ## Ruff: format check and lint

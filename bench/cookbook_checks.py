@@ -15,13 +15,27 @@ import json
 import statistics
 import sys
 from collections import defaultdict
+from pathlib import Path
+from typing import Any
 
 from service.datasets.tokens import get_encoding
 
 encoding = get_encoding("cl100k_base")
 
+# The notebook's pricing and default n_epochs constants.
+MAX_TOKENS_PER_EXAMPLE = 16385
+TARGET_EPOCHS = 3
+MIN_TARGET_EXAMPLES = 100
+MAX_TARGET_EXAMPLES = 25000
+MIN_DEFAULT_EPOCHS = 1
+MAX_DEFAULT_EPOCHS = 25
 
-def num_tokens_from_messages(messages, tokens_per_message=3, tokens_per_name=1):
+Messages = list[dict[str, Any]]
+
+
+def num_tokens_from_messages(
+    messages: Messages, tokens_per_message: int = 3, tokens_per_name: int = 1
+) -> int:
     num_tokens = 0
     for message in messages:
         num_tokens += tokens_per_message
@@ -33,7 +47,7 @@ def num_tokens_from_messages(messages, tokens_per_message=3, tokens_per_name=1):
     return num_tokens
 
 
-def num_assistant_tokens_from_messages(messages):
+def num_assistant_tokens_from_messages(messages: Messages) -> int:
     num_tokens = 0
     for message in messages:
         if message["role"] == "assistant":
@@ -41,7 +55,7 @@ def num_assistant_tokens_from_messages(messages):
     return num_tokens
 
 
-def print_distribution(values, name):
+def print_distribution(values: list[int], name: str) -> None:
     ordered = sorted(values)
     print(f"\n#### Distribution of {name}:")
     print(f"min / max: {min(values)}, {max(values)}")
@@ -50,16 +64,9 @@ def print_distribution(values, name):
     print(f"p5 / p95: {ordered[int(0.05 * (len(ordered) - 1))]}, {q[-1]}")
 
 
-def main(data_path: str) -> None:
-    # Load the dataset
-    with open(data_path, encoding="utf-8") as f:
-        dataset = [json.loads(line) for line in f]
-
-    # Initial dataset stats
-    print("Num examples:", len(dataset))
-
-    # Format error checks
-    format_errors = defaultdict(int)
+def check_format(dataset: list[Any]) -> None:
+    """The notebook's "Format validation" cell."""
+    format_errors: defaultdict[str, int] = defaultdict(int)
 
     for ex in dataset:
         if not isinstance(ex, dict):
@@ -99,7 +106,9 @@ def main(data_path: str) -> None:
     else:
         print("No errors found")
 
-    # Warnings and tokens counts
+
+def count_tokens(dataset: list[Any]) -> list[int]:
+    """The notebook's "Data warnings and token counts" cell; each example's token count."""
     n_missing_system = 0
     n_missing_user = 0
     n_messages = []
@@ -121,23 +130,17 @@ def main(data_path: str) -> None:
     print_distribution(n_messages, "num_messages_per_example")
     print_distribution(convo_lens, "num_total_tokens_per_example")
     print_distribution(assistant_message_lens, "num_assistant_tokens_per_example")
-    n_too_long = sum(length > 16385 for length in convo_lens)
+    n_too_long = sum(length > MAX_TOKENS_PER_EXAMPLE for length in convo_lens)
     print(
         f"\n{n_too_long} examples may be over the 16,385 token limit, "
         "they will be truncated during fine-tuning"
     )
+    return convo_lens
 
-    # Pricing and default n_epochs estimate
-    MAX_TOKENS_PER_EXAMPLE = 16385
 
-    TARGET_EPOCHS = 3
-    MIN_TARGET_EXAMPLES = 100
-    MAX_TARGET_EXAMPLES = 25000
-    MIN_DEFAULT_EPOCHS = 1
-    MAX_DEFAULT_EPOCHS = 25
-
+def estimate_cost(n_train_examples: int, convo_lens: list[int]) -> None:
+    """The notebook's "Cost estimation" cell."""
     n_epochs = TARGET_EPOCHS
-    n_train_examples = len(dataset)
     if n_train_examples * TARGET_EPOCHS < MIN_TARGET_EXAMPLES:
         n_epochs = min(MAX_DEFAULT_EPOCHS, MIN_TARGET_EXAMPLES // n_train_examples)
     elif n_train_examples * TARGET_EPOCHS > MAX_TARGET_EXAMPLES:
@@ -150,6 +153,18 @@ def main(data_path: str) -> None:
     )
     print(f"By default, you'll train for {n_epochs} epochs on this dataset")
     print(f"By default, you'll be charged for ~{n_epochs * n_billing_tokens_in_dataset} tokens")
+
+
+def main(data_path: str) -> None:
+    # Load the dataset
+    with Path(data_path).open(encoding="utf-8") as f:
+        dataset = [json.loads(line) for line in f]
+
+    # Initial dataset stats
+    print("Num examples:", len(dataset))
+    check_format(dataset)
+    convo_lens = count_tokens(dataset)
+    estimate_cost(len(dataset), convo_lens)
 
 
 if __name__ == "__main__":

@@ -90,11 +90,11 @@ async def measure(settings: Settings, sandbox: httpx.Client, n: int) -> dict[str
             await fine_tuning.create_upstream_job(w, job.id)
             ids.append(job.id)
         await fine_tuning.poll_provider(w, "sandbox")  # first pass: every status is news
-        sandbox.delete("/sandbox/stats")
+        await asyncio.to_thread(sandbox.delete, "/sandbox/stats")
         started = time.perf_counter()
         await fine_tuning.poll_provider(w, "sandbox")
         seconds = time.perf_counter() - started
-        requests = sandbox.get("/sandbox/stats").json()["total"]
+        requests = (await asyncio.to_thread(sandbox.get, "/sandbox/stats")).json()["total"]
         return {"jobs": n, "requests": requests, "ms": seconds * 1000}
     finally:
         await w.providers.close()
@@ -157,7 +157,7 @@ def succeeded_at(log_paths: list[Path]) -> dict[str, float]:
                 continue
             with contextlib.suppress(msgspec.DecodeError):
                 entry = msgspec.json.decode(line)
-                stamp = datetime.fromisoformat(entry["timestamp"].replace("Z", "+00:00"))
+                stamp = datetime.fromisoformat(entry["timestamp"])
                 found[entry["job"]] = stamp.timestamp()
     return found
 
@@ -235,7 +235,7 @@ async def run_jobs(
             params={"name": "bench.jsonl"},
         )
         uploaded.raise_for_status()
-        sandbox.delete("/sandbox/stats")
+        await asyncio.to_thread(sandbox.delete, "/sandbox/stats")
         started = time.monotonic()
         ids = await create_jobs(api, uploaded.json()["id"], args.jobs, args.parallel)
         created = time.monotonic() - started
@@ -244,7 +244,8 @@ async def run_jobs(
             lambda: store.scard(UNFINISHED_KEY) == 0, args.timeout, "every job to end", every=0.5
         )
         window = time.monotonic() - started
-        calls: dict[str, int] = sandbox.get("/sandbox/stats").json()["requests"]
+        stats = await asyncio.to_thread(sandbox.get, "/sandbox/stats")
+        calls: dict[str, int] = stats.json()["requests"]
         statuses: dict[str, int] = {}
         upstream_of: dict[str, str] = {}
         for job_id in ids:

@@ -283,7 +283,8 @@ async def run(args: argparse.Namespace) -> None:
                 # Every tenant starts with one dataset, so reads and jobs have something to use.
                 await asyncio.gather(*(load.upload(t) for t in tenants))
                 if not all(t.datasets for t in tenants):
-                    raise RuntimeError("the first uploads failed")
+                    # The children are stopped by the handler below, as on any failure.
+                    raise RuntimeError("the first uploads failed")  # noqa: TRY301
                 budget = [args.max_requests]
                 began = time.perf_counter()
                 end = began + args.seconds

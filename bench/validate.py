@@ -156,7 +156,7 @@ def run_cookbook(path: Path) -> dict[str, object]:
     import contextlib
     import io
 
-    import cookbook_checks  # type: ignore[import-not-found]
+    import cookbook_checks
 
     start = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
@@ -193,7 +193,7 @@ def run_tokenize(path: Path, encodings: list[str]) -> dict[str, object]:
     return {"seconds": time.perf_counter() - start, "tokens": total}
 
 
-def child(argv: list[str]) -> dict[str, object]:
+def child(argv: list[str]) -> dict[str, float]:
     """Run `argv` as a fresh interpreter; its JSON result plus its peak RSS."""
     proc = subprocess.Popen(
         [sys.executable, __file__, *argv],
@@ -207,7 +207,7 @@ def child(argv: list[str]) -> dict[str, object]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode:
         raise SystemExit(f"{argv} failed with {proc.returncode}")
-    result: dict[str, object] = json.loads(out.splitlines()[-1])
+    result: dict[str, float] = json.loads(out.splitlines()[-1])
     result["peak_mib"] = usage.ru_maxrss / 1024  # Linux: KiB
     return result
 
@@ -220,14 +220,14 @@ def main() -> None:
     if args.run:
         what, file = args.run
         path = Path(file)
-        results = {
+        measured = {
             "burro1": lambda: run_burro(path, ["gpt-4.1-mini-2025-04-14"]),
             "burro": lambda: run_burro(path, None),
             "cookbook": lambda: run_cookbook(path),
             "tokenize1": lambda: run_tokenize(path, ["o200k_base"]),
             "tokenize": lambda: run_tokenize(path, ["o200k_base", "cl100k_base"]),
         }[what]()
-        print(json.dumps(results))
+        print(json.dumps(measured))
         return
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -247,17 +247,17 @@ def main() -> None:
             ("cookbook script (cl100k)", "cookbook"),
         ]
         print(f"{'contender':36} {'seconds':>8} {'examples/s':>11} {'MB/s':>7} {'peak MiB':>9}")
-        results = {}
+        results: dict[str, dict[str, float]] = {}
         for label, what in rows:
             r = child(["--run", what, str(path)])
             results[what] = r
-            secs = float(r["seconds"])  # type: ignore[arg-type]
+            secs = r["seconds"]
             print(
                 f"{label:36} {secs:8.2f} {args.examples / secs:11.0f} "
                 f"{size / 1e6 / secs:7.1f} {float(r['peak_mib']):9.1f}",
                 flush=True,
-            )  # type: ignore[arg-type]
-        s = {k: float(v["seconds"]) for k, v in results.items()}  # type: ignore[arg-type]
+            )
+        s = {k: v["seconds"] for k, v in results.items()}
         print(
             f"\ncookbook / burro(1 model): {s['cookbook'] / s['burro1']:.2f}x faster (target >= 3)"
         )

@@ -148,15 +148,20 @@ async def scenario(
         }
     finally:
         await queue.close()
-        for process in (*workers, receiver):
-            if process.returncode is None:
-                process.send_signal(signal.SIGTERM)
-        for process in (*workers, receiver):
-            try:
-                await asyncio.wait_for(process.wait(), 20)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        await _stop(*workers, receiver)
+
+
+async def _stop(*processes: asyncio.subprocess.Process) -> None:
+    """SIGTERM each process, then SIGKILL whatever has not exited 20 s later."""
+    for process in processes:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            await asyncio.wait_for(process.wait(), 20)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
 
 
 def _cpu_seconds(pid: int | None) -> float:

@@ -9,6 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import redis
 
@@ -97,7 +98,7 @@ class RedisServer:
         if self._tmp is not None:
             self._tmp.cleanup()
 
-    def __enter__(self) -> RedisServer:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

@@ -38,7 +38,7 @@ class SandboxConfig(msgspec.Struct, frozen=True, kw_only=True):
 
         def get(name: str) -> str | None:
             value = env.get(f"BURRO_SANDBOX_{name}")
-            return value if value else None
+            return value or None
 
         default = cls()
         step = get("STEP_SECONDS")

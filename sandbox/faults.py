@@ -111,7 +111,8 @@ async def before_request(request: Request[Any, Any, Any]) -> Response[Any] | Non
         ):
             rule.remaining -= 1
             if rule.delay:
-                await anyio.sleep(rule.delay)
+                with anyio.move_on_after(rule.delay):
+                    await sandbox.faults_cleared().wait()
             if rule.status is not None:
                 return error_response(_fault_error(rule))
             break
@@ -154,7 +155,8 @@ async def list_faults(sandbox: Sandbox) -> FaultsOut:
 
 @delete("/faults", status_code=204)
 async def clear_faults(sandbox: Sandbox) -> None:
-    sandbox.faults.clear()
+    """Remove every fault; requests a delay fault holds go on at once."""
+    sandbox.clear_faults()
 
 
 @get("/stats")

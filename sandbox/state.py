@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import anyio
+
 from sandbox.config import SandboxConfig
 from sandbox.records import (
     DatasetCheck,
@@ -30,8 +32,8 @@ def new_id(prefix: str, length: int = 24) -> str:
 
 @dataclass
 class FaultRule:
-    """The next `remaining` requests matching method and path prefix wait `delay` seconds,
-    then fail with `status` (or go through when `status` is None)."""
+    """The next `remaining` requests matching method and path prefix wait `delay` seconds (or
+    until the faults are cleared), then fail with `status` (or go through when it is None)."""
 
     path_prefix: str
     method: str | None
@@ -73,6 +75,22 @@ class SandboxState:
     outbox: list[str] = field(default_factory=list)
     # (wall time, job id): when an active job's phase ends; a heap, used only with webhooks.
     due: list[tuple[float, str]] = field(default_factory=list)
+    # Set when the faults are cleared: requests a delay fault holds go on at once.
+    _faults_cleared: anyio.Event | None = None
+
+    def faults_cleared(self) -> anyio.Event:
+        """The event that ends the delays of the faults injected so far (made in the server's
+        event loop, on first use)."""
+        if self._faults_cleared is None:
+            self._faults_cleared = anyio.Event()
+        return self._faults_cleared
+
+    def clear_faults(self) -> None:
+        """Remove every fault and let the requests their delays hold go on."""
+        self.faults.clear()
+        if self._faults_cleared is not None:
+            self._faults_cleared.set()
+            self._faults_cleared = None
 
     def now(self) -> float:
         return self.clock()

@@ -6,8 +6,7 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import TypeVar
+from collections.abc import Iterator
 
 import uvicorn
 
@@ -16,7 +15,6 @@ from sandbox.config import SandboxConfig
 from sandbox.state import Clock
 
 STARTUP_TIMEOUT = 10.0
-T = TypeVar("T")
 
 
 class ManualClock:
@@ -68,33 +66,3 @@ def running_sandbox(
         server.should_exit = True
         thread.join(timeout=STARTUP_TIMEOUT)
         sock.close()
-
-
-def wait_for(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02) -> T:
-    """Poll until `predicate()` is truthy and return it; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        time.sleep(interval)
-
-
-def fine_tune(base_url: str, training_jsonl: bytes, model: str, *, timeout: float = 30.0) -> str:
-    """Fine-tune `model` on the sandbox at `base_url` with the official SDK, as a caller would,
-    and return the fine-tuned model's name once the job has succeeded."""
-    import openai
-
-    with openai.OpenAI(base_url=base_url, api_key="sk-sandbox", max_retries=0) as client:
-        file_id = client.files.create(file=("train.jsonl", training_jsonl), purpose="fine-tune").id
-        job = client.fine_tuning.jobs.create(model=model, training_file=file_id)
-
-        def fine_tuned_model() -> str | None:
-            current = client.fine_tuning.jobs.retrieve(job.id)
-            return current.fine_tuned_model if current.status == "succeeded" else None
-
-        name = wait_for(fine_tuned_model, timeout=timeout)
-    assert name is not None  # wait_for returns only a truthy answer
-    return name

@@ -71,7 +71,8 @@ def resolve(requested: Hyperparameters, n_examples: int, method: str) -> Hyperpa
 def _plan(job: StoredJob) -> tuple[int, int, int]:
     """(steps per epoch, epochs, total steps) of a job whose hyperparameters are resolved."""
     hp = job.resolved or resolve(job.requested, job.n_examples, job.method)
-    assert isinstance(hp.batch_size, int) and isinstance(hp.n_epochs, int)
+    assert isinstance(hp.batch_size, int)
+    assert isinstance(hp.n_epochs, int)
     per_epoch = max(1, math.ceil(job.n_examples / hp.batch_size))
     return per_epoch, hp.n_epochs, per_epoch * hp.n_epochs
 
@@ -217,7 +218,7 @@ def _progress(sandbox: SandboxState, job: StoredJob, elapsed: float) -> StoredJo
     checkpoints = {per_epoch * e for e in range(max(1, epochs - CHECKPOINT_EPOCHS + 1), epochs + 1)}
     first = job.progress_step + 1
     milestones = sorted(
-        {s for s in range(math.ceil(first / every) * every, reached + 1, every)}
+        set(range(math.ceil(first / every) * every, reached + 1, every))
         | {s for s in checkpoints if first <= s <= reached}
         | ({total} if reached == total else set())
     )
@@ -311,7 +312,8 @@ def cancel(sandbox: SandboxState, job: StoredJob) -> StoredJob:
 
 def pause(sandbox: SandboxState, job: StoredJob) -> StoredJob:
     now = sandbox.now()
-    assert job.resumed_at is not None and job.status in ACTIVE
+    assert job.resumed_at is not None
+    assert job.status in ACTIVE
     record_event(sandbox, job.id, now, "Fine-tuning job paused")
     return msgspec.structs.replace(
         job, status="paused", elapsed=job.elapsed + (now - job.resumed_at), resumed_at=None

@@ -24,12 +24,9 @@ from service.errors import BadRequest, Conflict, NotFound, Unprocessable
 from service.idempotency import IdempotencyKeys, fingerprint
 from service.ids import new_id
 from service.jobs import events as timeline
-from service.jobs import quotas
+from service.jobs import quotas, rules
 from service.jobs.records import (
-    BURRO_METADATA_KEY,
-    MAX_CALLER_METADATA_KEYS,
     TERMINAL,
-    Hyperparameters,
     Job,
     JobCreate,
     JobList,
@@ -45,9 +42,6 @@ from service.store import PREFIX, Collection, now
 
 log = structlog.get_logger("burro.jobs")
 
-# OpenAI stopped new fine-tuning for organisations on its own schedule; other providers follow
-# their own, so `training_ends` in the model table binds only this provider.
-OPENAI_PROVIDER = "openai"
 UPLOAD_FUNCTION = "upload_job_files"
 CANCEL_FUNCTION = "cancel_job"
 REFRESH_FUNCTION = "refresh_job"
@@ -89,30 +83,6 @@ async def _dataset(resources: Resources, tenant: str, dataset_id: str, field: st
     return dataset
 
 
-def _check_model(resources: Resources, model: str, provider: str) -> ModelInfo:
-    info = resources.models.get(model)
-    if info is None:
-        raise Unprocessable(
-            f"model: {model!r} cannot be fine-tuned (it is not in Burro's model table).",
-            param="model",
-        )
-    retired = resources.models.is_retired(model, today())
-    if retired is not None:
-        raise Unprocessable(
-            f"model: {info.name} was retired on {retired.isoformat()}; it cannot be fine-tuned.",
-            param="model",
-        )
-    if provider == OPENAI_PROVIDER:
-        closed = resources.models.training_closed(model, today())
-        if closed is not None:
-            raise Unprocessable(
-                f"model: OpenAI closed new fine-tuning jobs for {info.name} on "
-                f"{closed.isoformat()}.",
-                param="model",
-            )
-    return info
-
-
 def _estimated_cost(dataset: Dataset, info: ModelInfo, n_epochs: int | None) -> float | None:
     estimate = next((e for e in dataset.estimates if e.model == info.name), None)
     if estimate is None:
@@ -126,75 +96,17 @@ async def _build_job(
 ) -> Job:
     """Check every field of the request (422 naming the field and why) and make the record."""
     settings = resources.settings
-    provider = data.provider or settings.default_provider
-    configured = settings.provider(provider)
-    if configured is None:
-        raise Unprocessable(
-            f"provider: no provider named {provider!r} is configured.", param="provider"
-        )
-    if provider == OPENAI_PROVIDER and not configured.api_key:
-        raise Unprocessable(
-            "provider: openai has no API key configured (OPENAI_API_KEY).", param="provider"
-        )
-    info = _check_model(resources, data.model, provider)
+    provider = rules.check_provider(settings, data.provider)
+    info = rules.check_model(resources.models, data.model, provider, today())
     training = await _dataset(resources, tenant, data.training_dataset, "training_dataset")
     validation = None
     if data.validation_dataset is not None:
         validation = await _dataset(
             resources, tenant, data.validation_dataset, "validation_dataset"
         )
-        if validation.kind != training.kind:
-            raise Unprocessable(
-                f"validation_dataset: {validation.id} is a {validation.kind} set but the "
-                f"training set is {training.kind}.",
-                param="validation_dataset",
-            )
-    method_in = data.method
-    method_type = method_in.type if method_in is not None else "supervised"
-    if method_type not in info.methods:
-        raise Unprocessable(
-            f"method.type: {info.name} cannot be fine-tuned with {method_type}.",
-            param="method.type",
-        )
-    wanted_kind = "preference" if method_type == "dpo" else "chat"
-    if training.kind != wanted_kind:
-        raise Unprocessable(
-            f"method.type: {method_type} needs a {wanted_kind} dataset; training_dataset "
-            f"{training.id} is a {training.kind} set.",
-            param="method.type",
-        )
-    hp_in = method_in.hyperparameters if method_in is not None else None
-    hyperparameters = (
-        Hyperparameters()
-        if hp_in is None
-        else msgspec.convert(msgspec.to_builtins(hp_in), Hyperparameters)
-    )
-    if hyperparameters.beta is not None and method_type != "dpo":
-        raise Unprocessable(
-            "method.hyperparameters.beta: only the dpo method takes beta.",
-            param="method.hyperparameters.beta",
-        )
-    for dataset, field in ((training, "training_dataset"), (validation, "validation_dataset")):
-        if dataset is None:
-            continue
-        estimate = next((e for e in dataset.estimates if e.model == info.name), None)
-        if estimate is not None and estimate.examples_over_limit > 0:
-            raise Unprocessable(
-                f"{field}: {estimate.examples_over_limit} example(s) of {dataset.id} are longer "
-                f"than {info.name}'s limit of {info.max_tokens_per_example} tokens per example.",
-                param=field,
-            )
-    metadata = dict(data.metadata or {})
-    if BURRO_METADATA_KEY in metadata:
-        raise Unprocessable(
-            f"metadata: the key {BURRO_METADATA_KEY!r} is Burro's own.", param="metadata"
-        )
-    if len(metadata) > MAX_CALLER_METADATA_KEYS:
-        raise Unprocessable(
-            f"metadata: {len(metadata)} keys, at most {MAX_CALLER_METADATA_KEYS} (OpenAI allows "
-            f"16 and Burro uses one, {BURRO_METADATA_KEY!r}, to find its upstream job).",
-            param="metadata",
-        )
+    method_type, hyperparameters = rules.check_method(info, data.method, training, validation)
+    rules.check_examples_fit(info, {"training_dataset": training, "validation_dataset": validation})
+    metadata = rules.check_metadata(data.metadata)
     webhook_url = webhook_secret = None
     if data.webhook is not None:
         await check_webhook_url(data.webhook.url, settings.webhook_allow_private)

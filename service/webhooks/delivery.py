@@ -16,6 +16,7 @@ import ssl
 import time
 from contextvars import ContextVar
 from types import TracebackType
+from typing import Self
 
 import aiohttp
 import msgspec
@@ -106,7 +107,7 @@ class WebhookSender:
             timeout=aiohttp.ClientTimeout(total=None),
         )
 
-    async def __aenter__(self) -> WebhookSender:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(
