@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
-import uvicorn
 
 from service.settings import Settings
 
@@ -64,14 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def serve_api(host: str, port: int) -> int:
-    uvicorn.run(
-        "service.asgi:app",
-        host=host,
-        port=port,
-        log_config=None,  # structlog renders the logs
-        access_log=False,  # the request middleware logs each request once
-        proxy_headers=True,
-    )
+    """Serve the API with granian (see `burro.serve` for why granian and how it is set up)."""
+    from burro.serve import api_server
+
+    api_server(Settings.from_env(), host, port).serve()
     return 0
 
 

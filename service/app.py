@@ -21,6 +21,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from service import health, metrics
 from service.context import Resources
 from service.errors import BurroError
+from service.http_limits import request_limits
 from service.ids import new_id
 from service.logging import configure_logging
 from service.problems import OPENAI_COMPATIBLE_PREFIXES, PROBLEM_JSON, ErrorResponses
@@ -54,7 +55,7 @@ def create_app(settings: Settings, *, configure_logs: bool = True) -> Litestar:
         dependencies={"resources": Provide(_provide_resources, sync_to_thread=False)},
         exception_handlers={Exception: handle_exception},
         lifespan=[lifespan],
-        middleware=[request_context_middleware],
+        middleware=[request_context_middleware, request_limits(settings.body_idle_timeout)],
         plugins=[ErrorResponses()],
         openapi_config=OpenAPIConfig(
             title="Burro",
