@@ -23,6 +23,7 @@ from service.context import Resources
 from service.errors import BurroError
 from service.http_limits import request_limits
 from service.ids import new_id
+from service.json_bodies import BurroRequest
 from service.logging import configure_logging
 from service.problems import OPENAI_COMPATIBLE_PREFIXES, PROBLEM_JSON, ErrorResponses
 from service.queue import Queue
@@ -70,6 +71,7 @@ def create_app(settings: Settings, *, configure_logs: bool = True) -> Litestar:
             security=[{"bearer": []}],
         ),
         state=State({"settings": settings}),
+        request_class=BurroRequest,
     )
     return Litestar.from_config(config)
 

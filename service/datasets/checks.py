@@ -105,6 +105,7 @@ PREFERENCE_INPUT_KEYS = ("messages", "tools", "functions", "parallel_tool_calls"
 _ASSISTANT_ONLY = ("weight", "tool_calls", "function_call", "refusal")
 
 _BOM = b"\xef\xbb\xbf"
+TOO_DEEP_MESSAGE = "the line nests arrays or objects too deep to read (over about 1,000 levels)"
 _BATCH_CHARS = 1 << 20  # text per tokenization batch
 _ROLE_LIST = ", ".join(ROLES)
 
@@ -827,6 +828,8 @@ class DatasetCheck:
     def _line_done(self, line: bytes) -> None:
         try:
             self._check_line(line)
+        except RecursionError:
+            self._error("invalid_json", TOO_DEEP_MESSAGE)
         finally:
             self._line += 1
 
