@@ -55,14 +55,14 @@ class RateLimited(BurroError):
         self.headers = {"Retry-After": str(retry_after)}
 
 
-def _key(tenant: str) -> str:
-    return f"{PREFIX}:rate:{tenant}"
-
-
 class RateLimiter:
     """Allows each tenant `rate` requests per second on average, `burst` at once."""
 
-    def __init__(self, redis: Redis | None, rate: float, burst: int) -> None:
+    def __init__(
+        self, redis: Redis | None, rate: float, burst: int, *, namespace: str = "rate"
+    ) -> None:
+        """`namespace` keeps the keys of one limit apart from another's in Redis."""
+        self._namespace = namespace
         self.enabled = redis is not None and rate > 0
         self.rate = rate
         self.burst = max(burst, 1)
@@ -80,7 +80,8 @@ class RateLimiter:
         if self._script is None or not self.enabled:
             return 0.0
         wait_us = await self._script(
-            keys=[_key(tenant)], args=[self._interval_us, self._tolerance_us]
+            keys=[f"{PREFIX}:{self._namespace}:{tenant}"],
+            args=[self._interval_us, self._tolerance_us],
         )
         return int(wait_us) / 1_000_000
 

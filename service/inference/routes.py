@@ -60,7 +60,8 @@ async def chat_completions_app(scope: Scope, receive: Receive, send: Send) -> No
     """Authenticate, resolve the model, rewrite it, and relay the upstream's answer."""
     started = time.perf_counter()
     resources: Resources = scope["litestar_app"].state.resources
-    tenant = await authenticate(resources, _authorization(scope))
+    client = scope.get("client")
+    tenant = await authenticate(resources, _authorization(scope), client[0] if client else None)
     body = await _read_body(scope, receive)
     head = read_head(body)
     target = await resolve(resources.redis, resources.settings, tenant, head.model)

@@ -82,7 +82,11 @@ async def provide_page_tenant(request: Request[Any, Any, Any], resources: UsesRe
     authorization = request.headers.get("authorization")
     if authorization is None and request.cookies.get(COOKIE):
         authorization = f"Bearer {request.cookies[COOKIE]}"
-    return await authenticate(resources, authorization)
+    return await authenticate(resources, authorization, _client(request))
+
+
+def _client(request: Request[Any, Any, Any]) -> str | None:
+    return request.client.host if request.client else None
 
 
 def page_error(request: Request[Any, Any, Any], exc: Exception) -> Response[str]:
@@ -112,7 +116,7 @@ class LoginForm(msgspec.Struct, frozen=True, kw_only=True):
 async def _sign_in(
     request: Request[Any, Any, Any], resources: Resources, key: str, next_page: str | None
 ) -> Response[Any]:
-    tenant = await authenticate(resources, f"Bearer {key.strip()}")
+    tenant = await authenticate(resources, f"Bearer {key.strip()}", _client(request))
     response: Response[Any] = Redirect(path=_safe_next(next_page), status_code=303)
     response.set_cookie(
         key=COOKIE,
