@@ -26,6 +26,13 @@ from litestar.response import File
 from service.context import Resources, Tenant, UsesResources, provide_tenant, today
 from service.datasets.checks import DatasetCheck, DatasetReport, UnknownModel
 from service.datasets.intake import RAW_TYPES, Intake, read_upload
+from service.datasets.names import (
+    DEFAULT_NAME,
+    check_name,
+    content_disposition,
+    download_name,
+    uploaded_file_name,
+)
 from service.datasets.records import (
     Dataset,
     DatasetKind,
@@ -141,6 +148,8 @@ async def create_dataset(
     model: FromQuery[list[str] | None] = None,
     idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
 ) -> Response[DatasetOut]:
+    if name is not None:
+        check_name(name)  # before the body: a bad name costs the caller no upload
     intake, report = await _check_upload(request, resources, kind, model, keep=True)
     try:
         if not report.valid:
@@ -150,7 +159,9 @@ async def create_dataset(
                 errors=report.errors,
                 error_counts=report.error_counts,
             )
-        display_name = name or intake.fields.get("name") or intake.filename or "dataset.jsonl"
+        form_name = intake.fields.get("name")
+        file_name = uploaded_file_name(intake.filename) if intake.filename else None
+        display_name = check_name(name or form_name or file_name or DEFAULT_NAME)
         keys = IdempotencyKeys(resources.redis)
         request_fingerprint = fingerprint(report.sha256, display_name, kind or "", *(model or []))
         if idempotency_key is not None:
@@ -256,8 +267,9 @@ async def get_dataset_content(
     dataset = await datasets(resources).get_for(tenant, dataset_id)
     return File(
         path=content_path(resources.settings.data_dir, dataset.id),
-        filename=dataset.name,
+        filename=download_name(dataset.name),
         media_type="application/jsonl",
+        headers={"content-disposition": content_disposition(dataset.name)},
     )
 
 
