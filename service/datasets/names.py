@@ -38,9 +38,7 @@ def check_name(name: str) -> str:
     if not name.strip():
         raise InvalidName("name: must not be empty.", param="name")
     if len(name) > MAX_NAME_CHARS:
-        raise InvalidName(
-            f"name: {len(name)} characters; at most {MAX_NAME_CHARS}.", param="name"
-        )
+        raise InvalidName(f"name: {len(name)} characters; at most {MAX_NAME_CHARS}.", param="name")
     unsafe = _unsafe_character(name)
     if unsafe is not None:
         raise InvalidName(f"name: holds {unsafe}; use a plain file name.", param="name")

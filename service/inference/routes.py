@@ -20,9 +20,17 @@ from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, Requ
 from litestar.params import FromPath, FromQuery
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from service.context import Resources, Tenant, UsesResources, authenticate, provide_tenant
+from service.context import (
+    Resources,
+    Tenant,
+    UsesResources,
+    authenticate,
+    provide_tenant,
+    today,
+)
 from service.errors import PayloadTooLarge
-from service.inference.catalog import entries, resolve
+from service.inference.catalog import ModelNotFound, entries, resolve
+from service.inference.missing_models import explain_missing_model
 from service.inference.proxy import read_head, relay, rewrite
 from service.inference.usage import UsageReport, usage_report
 
@@ -56,6 +64,12 @@ def _authorization(scope: Scope) -> str | None:
     return None
 
 
+async def _explained(resources: Resources, tenant: str, name: str) -> ModelNotFound:
+    return await explain_missing_model(
+        resources.redis, resources.settings, resources.models, tenant, name, today()
+    )
+
+
 async def chat_completions_app(scope: Scope, receive: Receive, send: Send) -> None:
     """Authenticate, resolve the model, rewrite it, and relay the upstream's answer."""
     started = time.perf_counter()
@@ -64,7 +78,10 @@ async def chat_completions_app(scope: Scope, receive: Receive, send: Send) -> No
     tenant = await authenticate(resources, _authorization(scope), client[0] if client else None)
     body = await _read_body(scope, receive)
     head = read_head(body)
-    target = await resolve(resources.redis, resources.settings, tenant, head.model)
+    try:
+        target = await resolve(resources.redis, resources.settings, tenant, head.model)
+    except ModelNotFound:
+        raise await _explained(resources, tenant, head.model) from None
     endpoint = resources.upstream.endpoint(
         resources.settings.provider(target.provider), target.provider, target.model
     )
@@ -187,7 +204,10 @@ async def list_models(resources: UsesResources, tenant: Tenant) -> ModelList:
 async def retrieve_model(
     resources: UsesResources, tenant: Tenant, model_id: FromPath[str]
 ) -> Model:
-    target = await resolve(resources.redis, resources.settings, tenant, model_id)
+    try:
+        target = await resolve(resources.redis, resources.settings, tenant, model_id)
+    except ModelNotFound:
+        raise await _explained(resources, tenant, model_id) from None
     owner = "system" if target.job_id is None else tenant
     return Model(id=model_id, object="model", created=target.created, owned_by=owner)
 

@@ -41,6 +41,7 @@ from service.jobs.records import (
     create_lock_key,
 )
 from service.jobs.transitions import InvalidTransition, jobs, redis_lock, transition, update
+from service.model_help import retirement_note, unknown_for_training
 from service.models import ModelInfo
 from service.store import PREFIX, Collection, now
 
@@ -93,16 +94,11 @@ async def _dataset(resources: Resources, tenant: str, dataset_id: str, field: st
 def _check_model(resources: Resources, model: str, provider: str) -> ModelInfo:
     info = resources.models.get(model)
     if info is None:
-        raise Unprocessable(
-            f"model: {model!r} cannot be fine-tuned (it is not in Burro's model table).",
-            param="model",
-        )
-    retired = resources.models.is_retired(model, today())
+        detail = unknown_for_training(resources.models, model, today())
+        raise Unprocessable(f"model: {detail}", param="model")
+    retired = retirement_note(resources.models, model, today())
     if retired is not None:
-        raise Unprocessable(
-            f"model: {info.name} was retired on {retired.isoformat()}; it cannot be fine-tuned.",
-            param="model",
-        )
+        raise Unprocessable(f"model: {retired} It cannot be fine-tuned.", param="model")
     if provider == OPENAI_PROVIDER:
         closed = resources.models.training_closed(model, today())
         if closed is not None:
