@@ -13,7 +13,6 @@ server's tree, which under granian is its worker). Target: peak ≤ 300 MiB for 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -30,7 +29,23 @@ sys.path.insert(0, str(ROOT))
 from burro.redis_server import RedisServer, free_port  # noqa: E402
 from burro.testing import stop_process, wait_until_up  # noqa: E402
 
-WORDS = "the donkey walks along the road to the swamp because ogres have layers like onions ".split()
+WORDS = [
+    "the",
+    "donkey",
+    "walks",
+    "along",
+    "the",
+    "road",
+    "to",
+    "the",
+    "swamp",
+    "because",
+    "ogres",
+    "have",
+    "layers",
+    "like",
+    "onions",
+]
 
 
 def write_single_line(path: Path, megabytes: int) -> None:
@@ -103,7 +118,7 @@ def main() -> int:
             "BURRO_RATE_LIMIT": "0",
             "BURRO_LOG_LEVEL": "WARNING",
         }
-        server = subprocess.Popen(  # noqa: S603 - this interpreter and fixed arguments
+        server = subprocess.Popen(
             [sys.executable, "-m", "burro", "serve", "--port", str(port)],
             cwd=args.root,
             env=env,

@@ -875,7 +875,7 @@ class DatasetCheck:
             self._error(
                 "line_too_long",
                 f"the line is longer than {self._max_line_bytes} bytes, more than any model's "
-            "per-example limit can hold; it was not read",
+                "per-example limit can hold; it was not read",
             )
             return
         if self._kind is None:
