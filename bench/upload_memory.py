@@ -7,7 +7,7 @@ older checkout can be measured the same way), writes one file that is a single J
 `--megabytes` MB (a chat example whose user message is that long), and posts it to
 `/v1/datasets` from `--uploads` threads at once. Reports each answer's status and the API's
 resident memory: before the uploads and at its peak (VmHWM of the largest process of the
-server's tree, which under granian is its worker). Target: peak ≤ 300 MiB for 4 × 50 MB.
+server's tree, which under granian is its worker). Target: peak <= 300 MiB for 4 uploads of 50 MB.
 """
 
 from __future__ import annotations
