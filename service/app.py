@@ -29,6 +29,7 @@ from service.problems import OPENAI_COMPATIBLE_PREFIXES, PROBLEM_JSON, ErrorResp
 from service.queue import Queue
 from service.settings import Settings
 from service.tenants import KeyRing
+from service.ui.sessions import add_security_headers
 
 log = structlog.get_logger("burro.api")
 
@@ -72,6 +73,7 @@ def create_app(settings: Settings, *, configure_logs: bool = True) -> Litestar:
         ),
         state=State({"settings": settings}),
         request_class=BurroRequest,
+        before_send=[add_security_headers],
     )
     return Litestar.from_config(config)
 

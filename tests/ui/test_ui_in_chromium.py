@@ -1,6 +1,6 @@
-"""The pages in a real browser: headless Chromium signs in through `/ui/login` (the cookie),
-renders each page, and its screenshot shows what matters (the loss curve, the answers side by
-side); `--dump-dom` checks the elements.
+"""The pages in a real browser: headless Chromium (driven over DevTools, `cdp.py`) signs in
+through a `/ui/login?key=` link and its confirmation, renders each page, and its screenshot
+shows what matters (the loss curve, the answers side by side); the DOM checks the elements.
 
 Chromium is Debian's `chromium`. Where it is missing, the session installs it with
 `apt-get install -y chromium` when running as root with apt-get; otherwise these tests skip.
@@ -13,12 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cdp import Chromium
 from ui_helpers import Image, Seeded, chromium, find_chromium, install_chromium, read_png
 
 TRAIN_BLUE = (0x25, 0x63, 0xEB)
 VALID_ORANGE = (0xD9, 0x77, 0x06)
 DIFF_PINK = (0xFF, 0xD7, 0xD5)
-WINDOW = "--window-size=1200,1400"
 
 
 @pytest.fixture(scope="session")
@@ -39,26 +39,22 @@ class Browser:
         self.burro = burro
         self.runs = 0
 
-    def _profile(self) -> Path:
+    def _signed_in(self, page: str) -> Chromium:
+        # A fresh profile has no session: follow a sign-in link and confirm, as a person would.
         self.runs += 1
-        return self.root / f"profile-{self.runs}"
-
-    def url(self, page: str) -> str:
-        # A fresh profile has no cookie: sign in on the way, as a person would.
-        return f"{self.burro}/ui/login?key=key-acme&next={page}"
+        browser = Chromium(self.binary, self.root / f"profile-{self.runs}")
+        browser.navigate(f"{self.burro}/ui/login?key=key-acme&next={page}")
+        browser.click("#confirm")
+        assert browser.url == f"{self.burro}{page}", browser.dom()[-1500:]
+        return browser
 
     def dom(self, page: str) -> str:
-        result = chromium(self.binary, self._profile(), "--dump-dom", self.url(page))
-        assert result.returncode == 0, result.stderr[-2000:]
-        return result.stdout
+        with self._signed_in(page) as browser:
+            return browser.dom()
 
     def screenshot(self, page: str) -> Image:
-        path = self.root / f"shot-{self.runs + 1}.png"
-        result = chromium(
-            self.binary, self._profile(), WINDOW, f"--screenshot={path}", self.url(page)
-        )
-        assert result.returncode == 0 and path.exists(), result.stderr[-2000:]
-        return read_png(path)
+        with self._signed_in(page) as browser:
+            return read_png(browser.screenshot(self.root / f"shot-{self.runs}.png"))
 
 
 @pytest.fixture
