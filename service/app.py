@@ -19,6 +19,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import health, metrics
+from service.api_reference import redoc_script, render_plugins
 from service.context import Resources
 from service.errors import BurroError
 from service.http_limits import request_limits
@@ -62,8 +63,12 @@ def create_app(settings: Settings, *, configure_logs: bool = True) -> Litestar:
         openapi_config=OpenAPIConfig(
             title="Burro",
             version="1",
-            description="Runs OpenAI fine-tuning for other systems. Contract: SPEC.md.",
+            description=(
+                "Runs OpenAI fine-tuning for other systems. The caller's guide is docs/guide.md "
+                "in Burro's repository; this reference lists every operation and its answers."
+            ),
             path="/openapi",
+            render_plugins=render_plugins(),
             components=Components(
                 security_schemes={
                     "bearer": SecurityScheme(type="http", scheme="bearer", description="Burro key")
@@ -88,6 +93,7 @@ def _route_handlers() -> list[Any]:
     from service.webhooks.routes import router as webhooks
 
     return [
+        redoc_script,
         health.router,
         metrics.metrics_endpoint,
         datasets,

@@ -120,6 +120,14 @@ class Chromium:
             raise AssertionError(f"no {selector} on {self.url}")
         self._wait_for_document(mark)
 
+    def wait_until(self, expression: str, timeout: float = DEADLINE_SECONDS) -> None:
+        """Until `expression` is true in the page (scripts render after the load event)."""
+        deadline = time.monotonic() + timeout
+        while not self.evaluate(expression):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"never true: {expression}")
+            time.sleep(0.05)
+
     @property
     def url(self) -> str:
         return str(self.evaluate("location.href"))
