@@ -29,27 +29,11 @@ sys.path.insert(0, str(ROOT))
 from burro.redis_server import RedisServer, free_port  # noqa: E402
 from burro.testing import stop_process, wait_until_up  # noqa: E402
 
-WORDS = [
-    "the",
-    "donkey",
-    "walks",
-    "along",
-    "the",
-    "road",
-    "to",
-    "the",
-    "swamp",
-    "because",
-    "ogres",
-    "have",
-    "layers",
-    "like",
-    "onions",
-]
+TEXT = b"the donkey walks along the road to the swamp because ogres have layers like onions "
 
 
 def write_single_line(path: Path, megabytes: int) -> None:
-    words = (" ".join(WORDS) + " ").encode()
+    words = TEXT
     target = megabytes * 1_000_000
     with path.open("wb") as out:
         out.write(b'{"messages": [{"role": "user", "content": "')

@@ -20,8 +20,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from service import metrics
-from service.errors import BurroError, Unauthorized
-from service.limits import RateLimiter
+from service.errors import Unauthorized
+from service.limits import RateLimited, RateLimiter
 from service.tenants import KeyRing
 
 log = structlog.get_logger("burro.auth")
@@ -31,17 +31,14 @@ log = structlog.get_logger("burro.auth")
 _MAX_BLOCKED = 10_000
 
 
-class TooManyFailedKeys(BurroError):
-    status_code = 429
-    code = "rate_limited"
+class TooManyFailedKeys(RateLimited):
     title = "Too many wrong API keys"
 
     def __init__(self, retry_after: int) -> None:
         super().__init__(
+            retry_after,
             f"Too many wrong API keys from this address; retry after {retry_after} s.",
-            retry_after=retry_after,
         )
-        self.headers = {"Retry-After": str(retry_after)}
 
 
 class FailedKeyLimiter:

@@ -46,9 +46,10 @@ class RateLimited(BurroError):
     code = "rate_limited"
     title = "Too many requests"
 
-    def __init__(self, retry_after: int) -> None:
+    def __init__(self, retry_after: int, detail: str | None = None) -> None:
         super().__init__(
-            f"This tenant sends more requests than its limit; retry after {retry_after} s.",
+            detail
+            or f"This tenant sends more requests than its limit; retry after {retry_after} s.",
             retry_after=retry_after,
         )
         # handle_exception sends an exception's `headers`.
