@@ -68,7 +68,8 @@ def request_limits(body_idle_timeout: float) -> Callable[[ASGIApp], ASGIApp]:
                     # After the body only a disconnect comes, whenever the client leaves.
                     return await receive()
                 try:
-                    message = await asyncio.wait_for(receive(), body_idle_timeout)
+                    async with asyncio.timeout(body_idle_timeout):  # no task per message
+                        message = await receive()
                 except TimeoutError:
                     raise BodyTimeout(body_idle_timeout) from None
                 if message["type"] != "http.request" or not message.get("more_body", False):
