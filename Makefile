@@ -80,3 +80,7 @@ bench-webhooks: install ## Benchmark webhook delivery when many jobs finish at o
 .PHONY: bench-load
 bench-load: install ## Mixed traffic from many tenants: API, worker and sandbox as processes
 	$(UV) run python bench/load.py
+
+.PHONY: bench-upload-memory
+bench-upload-memory: install ## API peak memory during 4 concurrent uploads of 50 MB single-line files
+	$(UV) run python bench/upload_memory.py

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
-import uvicorn
 
 from service.settings import Settings
 
@@ -30,6 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     dev = commands.add_parser("dev", help="Redis, API, worker and (without a key) the sandbox")
     dev.add_argument("--port", type=int, default=int(os.environ.get("BURRO_PORT", "8000")))
+    dev.add_argument(
+        "--sandbox-port",
+        type=int,
+        default=int(os.environ.get("BURRO_SANDBOX_PORT", "8766")),
+        help="where the sandbox listens when there is no OPENAI_API_KEY",
+    )
 
     sandbox = commands.add_parser("sandbox", help="run the OpenAI-compatible sandbox alone")
     sandbox.add_argument("--host", default="127.0.0.1")
@@ -52,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "worker":
         return run_worker()
     if args.command == "dev":
-        return run_dev(args.port)
+        return run_dev(args.port, args.sandbox_port)
     if args.command == "sandbox":
         return run_sandbox(args.host, args.port)
     if args.command == "keys":
@@ -64,14 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def serve_api(host: str, port: int) -> int:
-    uvicorn.run(
-        "service.asgi:app",
-        host=host,
-        port=port,
-        log_config=None,  # structlog renders the logs
-        access_log=False,  # the request middleware logs each request once
-        proxy_headers=True,
-    )
+    """Serve the API with granian (see `burro.serve` for why granian and how it is set up)."""
+    from burro.serve import api_server
+
+    api_server(Settings.from_env(), host, port).serve()
     return 0
 
 
@@ -131,7 +132,7 @@ def write_openapi(output: Path) -> None:
     print(f"wrote {output}")
 
 
-def run_dev(port: int) -> int:
+def run_dev(port: int, sandbox_port: int = 8766) -> int:
     """Everything on one machine; children are stopped when this process ends."""
     from burro.redis_server import RedisServer
 
@@ -152,8 +153,10 @@ def run_dev(port: int) -> int:
     burro = [sys.executable, "-m", "burro"]
     if not env.get("OPENAI_API_KEY"):
         env.setdefault("BURRO_SANDBOX_STEP_SECONDS", "2")
-        children.append(subprocess.Popen([*burro, "sandbox", "--port", "8766"], env=env))  # noqa: S603
-        print("burro dev: no OPENAI_API_KEY, so jobs train on the sandbox at 127.0.0.1:8766")
+        env["BURRO_SANDBOX_URL"] = f"http://127.0.0.1:{sandbox_port}/v1"
+        sandbox = [*burro, "sandbox", "--port", str(sandbox_port)]
+        children.append(subprocess.Popen(sandbox, env=env))  # noqa: S603
+        print(f"burro dev: no OPENAI_API_KEY, so jobs train on the sandbox at :{sandbox_port}")
     children.append(subprocess.Popen([*burro, "worker"], env=env))  # noqa: S603
     api = subprocess.Popen([*burro, "serve", "--port", str(port)], env=env)  # noqa: S603
     children.append(api)

@@ -24,6 +24,7 @@ from redis.exceptions import WatchError
 from service.context import Tenant, UsesResources, provide_tenant
 from service.errors import Conflict, NotFound, Unprocessable
 from service.inference.catalog import Target, catalog_key, encode_target, register_model, registered
+from service.inference.model_names import check_alias_name
 from service.jobs.records import JOBS, Job
 from service.store import PREFIX, Collection, now
 
@@ -397,6 +398,7 @@ async def put_alias_route(
     resources: UsesResources, tenant: Tenant, name: FromPath[str], data: JSONBody[AliasPut]
 ) -> Response[AliasOut]:
     check_name(name)
+    check_alias_name(name, resources.models, resources.settings.allowed_base_models)
     target = await _succeeded_target(resources.redis, tenant, data.job)
     alias, created = await point_alias(
         resources.redis, tenant=tenant, name=name, target=target, reason="put"

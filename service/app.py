@@ -19,14 +19,18 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import health, metrics
+from service.api_reference import redoc_script, render_plugins
 from service.context import Resources
 from service.errors import BurroError
+from service.http_limits import request_limits
 from service.ids import new_id
+from service.json_bodies import BurroRequest
 from service.logging import configure_logging
 from service.problems import OPENAI_COMPATIBLE_PREFIXES, PROBLEM_JSON, ErrorResponses
 from service.queue import Queue
 from service.settings import Settings
 from service.tenants import KeyRing
+from service.ui.sessions import add_security_headers
 
 log = structlog.get_logger("burro.api")
 
@@ -54,13 +58,17 @@ def create_app(settings: Settings, *, configure_logs: bool = True) -> Litestar:
         dependencies={"resources": Provide(_provide_resources, sync_to_thread=False)},
         exception_handlers={Exception: handle_exception},
         lifespan=[lifespan],
-        middleware=[request_context_middleware],
+        middleware=[request_context_middleware, request_limits(settings.body_idle_timeout)],
         plugins=[ErrorResponses()],
         openapi_config=OpenAPIConfig(
             title="Burro",
             version="1",
-            description="Runs OpenAI fine-tuning for other systems. Contract: SPEC.md.",
+            description=(
+                "Runs OpenAI fine-tuning for other systems. The caller's guide is docs/guide.md "
+                "in Burro's repository; this reference lists every operation and its answers."
+            ),
             path="/openapi",
+            render_plugins=render_plugins(),
             components=Components(
                 security_schemes={
                     "bearer": SecurityScheme(type="http", scheme="bearer", description="Burro key")
@@ -69,6 +77,8 @@ def create_app(settings: Settings, *, configure_logs: bool = True) -> Litestar:
             security=[{"bearer": []}],
         ),
         state=State({"settings": settings}),
+        request_class=BurroRequest,
+        before_send=[add_security_headers],
     )
     return Litestar.from_config(config)
 
@@ -83,6 +93,7 @@ def _route_handlers() -> list[Any]:
     from service.webhooks.routes import router as webhooks
 
     return [
+        redoc_script,
         health.router,
         metrics.metrics_endpoint,
         datasets,

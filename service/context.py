@@ -10,6 +10,7 @@ from litestar import Request
 from litestar.di import NamedDependency
 from redis.asyncio import Redis
 
+from service.auth_failures import FailedKeyLimiter, tenant_for
 from service.inference.proxy import Upstream
 from service.inference.usage import UsageMeter
 from service.limits import RateLimiter
@@ -31,6 +32,7 @@ class Resources:
     upstream: Upstream = field(default_factory=Upstream)
     usage: UsageMeter = field(default_factory=UsageMeter)
     limiter: RateLimiter = field(default_factory=RateLimiter.off)
+    failed_keys: FailedKeyLimiter = field(default_factory=FailedKeyLimiter.off)
 
     @classmethod
     def build(cls, settings: Settings, queue: Queue, keys: KeyRing) -> Resources:
@@ -40,6 +42,9 @@ class Resources:
             keys=keys,
             models=ModelTable.load(settings.models_file),
             limiter=RateLimiter(queue.redis, settings.rate_limit, settings.rate_limit_burst),
+            failed_keys=FailedKeyLimiter(
+                queue.redis, settings.auth_failures_per_minute, settings.auth_failure_burst
+            ),
         )
 
     @property
@@ -64,12 +69,16 @@ def today() -> datetime.date:
 
 async def provide_tenant(request: Request[Any, Any, Any], resources: UsesResources) -> str:
     """The tenant behind the request's bearer key (401 otherwise), within its rate limit (429)."""
-    return await authenticate(resources, request.headers.get("authorization"))
+    client = request.client.host if request.client else None
+    return await authenticate(resources, request.headers.get("authorization"), client)
 
 
-async def authenticate(resources: Resources, authorization: str | None) -> str:
-    """The tenant that owns the key in `authorization` (401), booked against its rate limit
-    (429): for handlers that read the header themselves, like the chat path."""
-    tenant = await resources.keys.tenant_for(authorization)
+async def authenticate(
+    resources: Resources, authorization: str | None, client: str | None = None
+) -> str:
+    """The tenant that owns the key in `authorization` (401; 429 after too many wrong keys from
+    `client`, the caller's address), booked against its rate limit (429): for handlers that
+    read the header themselves, like the chat path."""
+    tenant = await tenant_for(resources.keys, resources.failed_keys, authorization, client)
     await resources.limiter.check(tenant)
     return tenant

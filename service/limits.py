@@ -46,23 +46,24 @@ class RateLimited(BurroError):
     code = "rate_limited"
     title = "Too many requests"
 
-    def __init__(self, retry_after: int) -> None:
+    def __init__(self, retry_after: int, detail: str | None = None) -> None:
         super().__init__(
-            f"This tenant sends more requests than its limit; retry after {retry_after} s.",
+            detail
+            or f"This tenant sends more requests than its limit; retry after {retry_after} s.",
             retry_after=retry_after,
         )
         # handle_exception sends an exception's `headers`.
         self.headers = {"Retry-After": str(retry_after)}
 
 
-def _key(tenant: str) -> str:
-    return f"{PREFIX}:rate:{tenant}"
-
-
 class RateLimiter:
     """Allows each tenant `rate` requests per second on average, `burst` at once."""
 
-    def __init__(self, redis: Redis | None, rate: float, burst: int) -> None:
+    def __init__(
+        self, redis: Redis | None, rate: float, burst: int, *, namespace: str = "rate"
+    ) -> None:
+        """`namespace` keeps the keys of one limit apart from another's in Redis."""
+        self._namespace = namespace
         self.enabled = redis is not None and rate > 0
         self.rate = rate
         self.burst = max(burst, 1)
@@ -80,7 +81,8 @@ class RateLimiter:
         if self._script is None or not self.enabled:
             return 0.0
         wait_us = await self._script(
-            keys=[_key(tenant)], args=[self._interval_us, self._tolerance_us]
+            keys=[f"{PREFIX}:{self._namespace}:{tenant}"],
+            args=[self._interval_us, self._tolerance_us],
         )
         return int(wait_us) / 1_000_000
 

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-__all__ = ["ModelInfo", "ModelTable", "base_model_name"]
+__all__ = ["ModelInfo", "ModelTable", "RetiredModel", "base_model_name"]
 
 Method = Literal["supervised", "dpo"]
 Price = Annotated[float, msgspec.Meta(ge=0)]
@@ -29,10 +29,22 @@ class ModelInfo(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     shutdown: datetime.date | None = None
     training_ends: datetime.date | None = None
     aliases: tuple[str, ...] = ()
+    replacement: str | None = None  # what to fine-tune instead once this one retires
+
+
+class RetiredModel(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A model that can no longer be fine-tuned, kept so that its name gets a useful answer
+    ("retired on …, use … instead") rather than reading like a typo. Never priced."""
+
+    name: str
+    shutdown: datetime.date
+    replacement: str | None = None
+    aliases: tuple[str, ...] = ()
 
 
 class _TableFile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     models: tuple[ModelInfo, ...]
+    retired: tuple[RetiredModel, ...] = ()
 
 
 def base_model_name(model: str) -> str:
@@ -46,6 +58,7 @@ class ModelTable(msgspec.Struct, frozen=True, kw_only=True):
     """All fine-tunable models, looked up by name, alias, or fine-tuned model id."""
 
     models: tuple[ModelInfo, ...]
+    retired: tuple[RetiredModel, ...] = ()
 
     @classmethod
     def load(cls, path: Path | None = None) -> ModelTable:
@@ -59,10 +72,11 @@ class ModelTable(msgspec.Struct, frozen=True, kw_only=True):
             data = path.read_bytes()
         table = msgspec.toml.decode(data, type=_TableFile)
         names = [n for m in table.models for n in (m.name, *m.aliases)]
+        names += [n for r in table.retired for n in (r.name, *r.aliases)]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise msgspec.ValidationError(f"model names listed twice: {', '.join(duplicates)}")
-        return cls(models=table.models)
+        return cls(models=table.models, retired=table.retired)
 
     def __iter__(self) -> Iterator[ModelInfo]:
         return iter(self.models)
@@ -71,6 +85,11 @@ class ModelTable(msgspec.Struct, frozen=True, kw_only=True):
         """The entry for `model`: a table name, an alias, or an `ft:` model built on one."""
         name = base_model_name(model)
         return next((m for m in self.models if name == m.name or name in m.aliases), None)
+
+    def retired_entry(self, model: str) -> RetiredModel | None:
+        """The `[[retired]]` entry for `model` (or the base of an `ft:` model), if any."""
+        name = base_model_name(model)
+        return next((m for m in self.retired if name == m.name or name in m.aliases), None)
 
     def is_retired(self, model: str, today: datetime.date) -> datetime.date | None:
         """The day `model` (or its base) shut down, if that is `today` or earlier."""

@@ -48,6 +48,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_active_jobs: int = 0  # unfinished jobs per tenant; 0: unlimited
     monthly_budget_usd: float = 0.0  # training spend per tenant and calendar month; 0: unlimited
     metrics_port: int = 0  # the worker serves /metrics on this port; 0: not at all
+    # Slow or endless requests: the server closes a connection whose headers are not complete
+    # after `header_timeout` s; a body that sends nothing for `body_idle_timeout` s is a 408.
+    header_timeout: float = 10.0
+    body_idle_timeout: float = 30.0
+    # Wrong API keys per client address: `auth_failures_per_minute` on average, a burst of
+    # `auth_failure_burst`, then 429 until the address slows down (0: no limit).
+    auth_failures_per_minute: float = 10.0
+    auth_failure_burst: int = 20
 
     def provider(self, name: str) -> ProviderSettings | None:
         """The provider configured under `name`, if any."""
@@ -83,6 +91,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             max_active_jobs=int(env.get("BURRO_MAX_ACTIVE_JOBS", "0")),
             monthly_budget_usd=float(env.get("BURRO_MONTHLY_BUDGET_USD", "0")),
             metrics_port=int(env.get("BURRO_METRICS_PORT", "0")),
+            header_timeout=float(env.get("BURRO_HEADER_TIMEOUT", "10")),
+            body_idle_timeout=float(env.get("BURRO_BODY_IDLE_TIMEOUT", "30")),
+            auth_failures_per_minute=float(env.get("BURRO_AUTH_FAILURES_PER_MINUTE", "10")),
+            auth_failure_burst=int(env.get("BURRO_AUTH_FAILURE_BURST", "20")),
         )
 
 

@@ -17,8 +17,10 @@ looks like a special token is ordinary text. A preference (DPO) example counts i
 3 per example once: both outputs go through the model in training.
 
 Choices where the SPEC is silent:
-- `line_too_long`: a line over `max_line_bytes` (default 64 MiB) is reported without being
-  buffered or parsed; the rest of the stream is still checked.
+- `line_too_long`: a line over `max_line_bytes` (by default derived from the model table, see
+  `service.datasets.line_bound`) is reported without being buffered or parsed; the rest of the
+  stream is still checked. Long texts are tokenized in pieces (`_count_tokens`), so counting
+  one never holds more than a small list of tokens.
 - Unknown top-level keys are an error (`data_type`): OpenAI's fine-tuning file validation
   refuses them, and catching it here saves a job that would fail upstream.
 - A key that exists in the chat format but not on that role (`weight`, `tool_calls`,
@@ -47,11 +49,11 @@ import msgspec
 import tiktoken
 from msgspec import UNSET, UnsetType
 
+from service.datasets.line_bound import longest_useful_line
 from service.datasets.tokens import get_encoding
 from service.models import ModelInfo, ModelTable
 
 __all__ = [
-    "DEFAULT_MAX_LINE_BYTES",
     "MIN_EXAMPLES",
     "DatasetCheck",
     "DatasetReport",
@@ -67,7 +69,6 @@ __all__ = [
 
 Kind: TypeAlias = Literal["chat", "preference"]
 
-DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024
 MIN_EXAMPLES = 10
 MAX_WARNING_LINES = 100
 NOTICE_DAYS = 90
@@ -105,6 +106,7 @@ PREFERENCE_INPUT_KEYS = ("messages", "tools", "functions", "parallel_tool_calls"
 _ASSISTANT_ONLY = ("weight", "tool_calls", "function_call", "refusal")
 
 _BOM = b"\xef\xbb\xbf"
+TOO_DEEP_MESSAGE = "the line nests arrays or objects too deep to read (over about 1,000 levels)"
 _BATCH_CHARS = 1 << 20  # text per tokenization batch
 _ROLE_LIST = ", ".join(ROLES)
 
@@ -589,10 +591,38 @@ def _count_batch(
     i = 0
     for n, total in zip(spans, base, strict=True):
         for s in texts[i : i + n]:
-            total += len(encode(s))
+            total += len(encode(s)) if len(s) <= _PIECE_CHARS else _count_tokens(encode, s)
         i += n
         out.append(total)
     return out
+
+
+# Texts longer than this are tokenized piece by piece: a list of a million token ids costs tens
+# of MB, and tiktoken's merge slows down more than linearly on one long run without spaces.
+_PIECE_CHARS = 1 << 16
+
+
+def _count_tokens(encode: Any, text: str) -> int:
+    """The tokens of a long `text`, counted in pieces of at most `_PIECE_CHARS` characters.
+
+    A piece ends before a single space between two non-space characters: both vocabularies'
+    pre-tokenizers always split there, so the sum is exact. A run with no such space for a
+    whole piece (a long word, text without spaces) is cut where it must; the count may then
+    be off by a token or two at each cut, which only such text pays.
+    """
+    total = 0
+    start = 0
+    end_of_text = len(text)
+    while end_of_text - start > _PIECE_CHARS:
+        end = start + _PIECE_CHARS
+        cut = text.rfind(" ", start + _PIECE_CHARS // 2, end)
+        while cut > start and (text[cut - 1].isspace() or text[cut + 1].isspace()):
+            cut = text.rfind(" ", start + _PIECE_CHARS // 2, cut)
+        if cut <= start:
+            cut = end
+        total += len(encode(text[start:cut]))
+        start = cut
+    return total + len(encode(text[start:]))
 
 
 _pool: ThreadPoolExecutor | None = None
@@ -683,7 +713,7 @@ class DatasetCheck:
         estimate_models: Sequence[str] | None = None,
         today: datetime.date,
         max_errors: int = 100,
-        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        max_line_bytes: int | None = None,
     ) -> None:
         """Raises `UnknownModel` when `estimate_models` names a model not in `models`.
 
@@ -693,7 +723,7 @@ class DatasetCheck:
         self._kind: Kind | None = kind
         self._today = today
         self._max_errors = max_errors
-        self._max_line_bytes = max_line_bytes
+        self._max_line_bytes = max_line_bytes or longest_useful_line(models)
         if estimate_models is None:
             chosen = [
                 m
@@ -816,7 +846,8 @@ class DatasetCheck:
         self._examples += 1
         self._error(
             "line_too_long",
-            f"the line is longer than {self._max_line_bytes} bytes; it was not read",
+            f"the line is longer than {self._max_line_bytes} bytes, more than any model's "
+            "per-example limit can hold; it was not read",
         )
 
     def _error(self, code: str, message: str) -> None:
@@ -827,6 +858,8 @@ class DatasetCheck:
     def _line_done(self, line: bytes) -> None:
         try:
             self._check_line(line)
+        except RecursionError:
+            self._error("invalid_json", TOO_DEEP_MESSAGE)
         finally:
             self._line += 1
 
@@ -841,7 +874,8 @@ class DatasetCheck:
         if len(line) > self._max_line_bytes:
             self._error(
                 "line_too_long",
-                f"the line is longer than {self._max_line_bytes} bytes; it was not read",
+                f"the line is longer than {self._max_line_bytes} bytes, more than any model's "
+                "per-example limit can hold; it was not read",
             )
             return
         if self._kind is None:

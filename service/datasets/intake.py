@@ -13,6 +13,7 @@ from python_multipart import MultipartParser
 from python_multipart.multipart import parse_options_header
 
 from service.datasets.checks import DatasetCheck, DatasetReport
+from service.datasets.format_hints import HEAD_BYTES
 from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
 RAW_TYPES = frozenset({"application/jsonl", "application/x-ndjson", "application/octet-stream"})
@@ -31,6 +32,7 @@ class Intake:
         self.filename: str | None = None
         self.fields: dict[str, str] = {}
         self.path: Path | None = None
+        self.head = bytearray()  # the body's first bytes, to tell CSV or an array from JSONL
         self._file: Any = None
         if spool_dir is not None:
             spool_dir.mkdir(parents=True, exist_ok=True)
@@ -46,6 +48,8 @@ class Intake:
                 f"The dataset is larger than the limit of {self.max_bytes} bytes.",
                 limit_bytes=self.max_bytes,
             )
+        if len(self.head) < HEAD_BYTES:
+            self.head += data[: HEAD_BYTES - len(self.head)]
         self.check.feed(data)
         if self._file is not None:
             self._file.write(data)

@@ -25,7 +25,15 @@ from litestar.response import File
 
 from service.context import Resources, Tenant, UsesResources, provide_tenant, today
 from service.datasets.checks import DatasetCheck, DatasetReport, UnknownModel
+from service.datasets.format_hints import format_hint, with_hint
 from service.datasets.intake import RAW_TYPES, Intake, read_upload
+from service.datasets.names import (
+    DEFAULT_NAME,
+    check_name,
+    content_disposition,
+    download_name,
+    uploaded_file_name,
+)
 from service.datasets.records import (
     Dataset,
     DatasetKind,
@@ -38,6 +46,7 @@ from service.datasets.records import (
 from service.errors import BadRequest, Conflict, InvalidDataset, Unprocessable
 from service.idempotency import IdempotencyKeys, fingerprint
 from service.ids import new_id
+from service.model_help import unknown_for_training
 from service.store import Collection, now
 
 log = structlog.get_logger("burro.datasets")
@@ -94,8 +103,10 @@ async def _check_upload(
         check = DatasetCheck(
             kind=kind, models=resources.models, estimate_models=models or None, today=today()
         )
-    except UnknownModel as exc:  # `?model=` names a model the price table does not know
-        raise Unprocessable(f"model: {exc}", param="model") from None
+    except UnknownModel:  # `?model=` names a model the price table does not know
+        unknown = next(m for m in models or () if resources.models.get(m) is None)
+        detail = unknown_for_training(resources.models, unknown, today())
+        raise Unprocessable(f"model: {detail}", param="model") from None
     intake = Intake(check, spool, settings.max_dataset_bytes)
     try:
         await read_upload(
@@ -105,6 +116,7 @@ async def _check_upload(
             intake,
         )
         report = await anyio.to_thread.run_sync(intake.finish)
+        report = with_hint(report, format_hint(bytes(intake.head), report))
     except InternalServerException:
         # Litestar's word for a client that hung up mid-body.
         intake.discard()
@@ -141,16 +153,22 @@ async def create_dataset(
     model: FromQuery[list[str] | None] = None,
     idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
 ) -> Response[DatasetOut]:
+    if name is not None:
+        check_name(name)  # before the body: a bad name costs the caller no upload
     intake, report = await _check_upload(request, resources, kind, model, keep=True)
     try:
         if not report.valid:
             failing = sum(report.error_counts.values())
+            hint = format_hint(bytes(intake.head), report)
             raise InvalidDataset(
-                f"The dataset has {failing} error(s); nothing was stored.",
+                f"The dataset has {failing} error(s); nothing was stored."
+                + (f" {hint}" if hint else ""),
                 errors=report.errors,
                 error_counts=report.error_counts,
             )
-        display_name = name or intake.fields.get("name") or intake.filename or "dataset.jsonl"
+        form_name = intake.fields.get("name")
+        file_name = uploaded_file_name(intake.filename) if intake.filename else None
+        display_name = check_name(name or form_name or file_name or DEFAULT_NAME)
         keys = IdempotencyKeys(resources.redis)
         request_fingerprint = fingerprint(report.sha256, display_name, kind or "", *(model or []))
         if idempotency_key is not None:
@@ -256,8 +274,9 @@ async def get_dataset_content(
     dataset = await datasets(resources).get_for(tenant, dataset_id)
     return File(
         path=content_path(resources.settings.data_dir, dataset.id),
-        filename=dataset.name,
+        filename=download_name(dataset.name),
         media_type="application/jsonl",
+        headers={"content-disposition": content_disposition(dataset.name)},
     )
 
 

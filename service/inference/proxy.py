@@ -27,6 +27,7 @@ from litestar.types import Receive, Send
 
 from service import metrics
 from service.errors import BadRequest, BurroError, UpstreamUnavailable
+from service.json_bodies import TOO_DEEP
 from service.settings import ProviderSettings
 
 log = structlog.get_logger("burro.inference")
@@ -95,6 +96,8 @@ def read_head(body: bytes) -> ChatHead:
         raise InvalidBody(
             "We could not parse the JSON body of your request. The body must be a JSON object."
         ) from None
+    except RecursionError:
+        raise InvalidBody(TOO_DEEP) from None
     if not head.model:
         raise MissingParameter("Missing required parameter: 'model'.", param="model")
     return head

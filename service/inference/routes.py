@@ -20,9 +20,17 @@ from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, Requ
 from litestar.params import FromPath, FromQuery
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from service.context import Resources, Tenant, UsesResources, authenticate, provide_tenant
+from service.context import (
+    Resources,
+    Tenant,
+    UsesResources,
+    authenticate,
+    provide_tenant,
+    today,
+)
 from service.errors import PayloadTooLarge
-from service.inference.catalog import entries, resolve
+from service.inference.catalog import ModelNotFound, entries, resolve
+from service.inference.missing_models import explain_missing_model
 from service.inference.proxy import read_head, relay, rewrite
 from service.inference.usage import UsageReport, usage_report
 
@@ -56,14 +64,24 @@ def _authorization(scope: Scope) -> str | None:
     return None
 
 
+async def _explained(resources: Resources, tenant: str, name: str) -> ModelNotFound:
+    return await explain_missing_model(
+        resources.redis, resources.settings, resources.models, tenant, name, today()
+    )
+
+
 async def chat_completions_app(scope: Scope, receive: Receive, send: Send) -> None:
     """Authenticate, resolve the model, rewrite it, and relay the upstream's answer."""
     started = time.perf_counter()
     resources: Resources = scope["litestar_app"].state.resources
-    tenant = await authenticate(resources, _authorization(scope))
+    client = scope.get("client")
+    tenant = await authenticate(resources, _authorization(scope), client[0] if client else None)
     body = await _read_body(scope, receive)
     head = read_head(body)
-    target = await resolve(resources.redis, resources.settings, tenant, head.model)
+    try:
+        target = await resolve(resources.redis, resources.settings, tenant, head.model)
+    except ModelNotFound:
+        raise await _explained(resources, tenant, head.model) from None
     endpoint = resources.upstream.endpoint(
         resources.settings.provider(target.provider), target.provider, target.model
     )
@@ -137,7 +155,11 @@ class OpenAIErrorBody(msgspec.Struct, frozen=True, kw_only=True):
         "added. Errors come in OpenAI's shape."
     ),
     responses={
-        status: ResponseSpec(data_container=OpenAIErrorBody, description=text)
+        # No generated examples: polyfactory's random ones made the committed document depend
+        # on what else the process had generated before it.
+        status: ResponseSpec(
+            data_container=OpenAIErrorBody, description=text, generate_examples=False
+        )
         for status, text in (
             (400, "Malformed body"),
             (401, "Missing or unknown key"),
@@ -186,7 +208,10 @@ async def list_models(resources: UsesResources, tenant: Tenant) -> ModelList:
 async def retrieve_model(
     resources: UsesResources, tenant: Tenant, model_id: FromPath[str]
 ) -> Model:
-    target = await resolve(resources.redis, resources.settings, tenant, model_id)
+    try:
+        target = await resolve(resources.redis, resources.settings, tenant, model_id)
+    except ModelNotFound:
+        raise await _explained(resources, tenant, model_id) from None
     owner = "system" if target.job_id is None else tenant
     return Model(id=model_id, object="model", created=target.created, owned_by=owner)
 

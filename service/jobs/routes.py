@@ -23,6 +23,7 @@ from service.datasets.records import Dataset
 from service.errors import BadRequest, Conflict, NotFound, Unprocessable
 from service.idempotency import IdempotencyKeys, fingerprint
 from service.ids import new_id
+from service.inference.model_names import check_alias_name
 from service.jobs import events as timeline
 from service.jobs import quotas, rules
 from service.jobs.records import (
@@ -98,6 +99,10 @@ async def _build_job(
     settings = resources.settings
     provider = rules.check_provider(settings, data.provider)
     info = rules.check_model(resources.models, data.model, provider, today())
+    if data.promote_to is not None:
+        check_alias_name(
+            data.promote_to, resources.models, settings.allowed_base_models, param="promote_to"
+        )
     training = await _dataset(resources, tenant, data.training_dataset, "training_dataset")
     validation = None
     if data.validation_dataset is not None:

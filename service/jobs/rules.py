@@ -17,6 +17,7 @@ from service.jobs.records import (
     MethodIn,
     MethodType,
 )
+from service.model_help import retirement_note, unknown_for_training
 from service.models import ModelInfo, ModelTable
 from service.settings import Settings
 
@@ -44,16 +45,10 @@ def check_model(models: ModelTable, model: str, provider: str, today: datetime.d
     """The table's entry for `model` (or its base), which must still train on `provider`."""
     info = models.get(model)
     if info is None:
-        raise Unprocessable(
-            f"model: {model!r} cannot be fine-tuned (it is not in Burro's model table).",
-            param="model",
-        )
-    retired = models.is_retired(model, today)
+        raise Unprocessable(f"model: {unknown_for_training(models, model, today)}", param="model")
+    retired = retirement_note(models, model, today)
     if retired is not None:
-        raise Unprocessable(
-            f"model: {info.name} was retired on {retired.isoformat()}; it cannot be fine-tuned.",
-            param="model",
-        )
+        raise Unprocessable(f"model: {retired} It cannot be fine-tuned.", param="model")
     if provider == OPENAI_PROVIDER:
         closed = models.training_closed(model, today)
         if closed is not None:

@@ -1,11 +1,10 @@
 """`/ui`: server-rendered pages for people, behind the same keys as the API.
 
-A browser cannot easily send a bearer header, so the pages accept the Burro key either as
-`Authorization: Bearer <key>` or from the cookie `burro_key`, which `/ui/login` sets (from the
-sign-in form's POST, or from `GET /ui/login?key=…`, which redirects at once so the key leaves
-the address bar). The cookie is HttpOnly, SameSite=Strict, Secure over HTTPS, and scoped to
-`/ui`: the API under `/v1` never reads it, so no other site can spend the key there. Request
-logs carry paths without query strings, so the key never reaches a log.
+A browser cannot easily send a bearer header, so the pages accept either
+`Authorization: Bearer <key>` or a sign-in session (`service.ui.sessions` explains the cookie,
+the one-time tickets behind `/ui/login?key=…` links, and why the flow is safe). Request logs
+carry paths without query strings, so a key in a link never reaches a log. Every answer under
+`/ui` carries a strict Content-Security-Policy (no scripts at all) and anti-framing headers.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ import datetime
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 import jinja2
 import msgspec
@@ -25,19 +25,27 @@ from litestar.exceptions import HTTPException
 from litestar.params import Body, FromPath, FromQuery, QueryParameter
 from litestar.response import Redirect
 
-from service.context import Resources, Tenant, UsesResources, authenticate
-from service.errors import BurroError
+from service.context import Tenant, UsesResources, authenticate
+from service.errors import BurroError, Unauthorized
 from service.evaluations.records import Answer, Row
 from service.evaluations.runner import evaluations, load_rows
 from service.jobs import events as timeline
 from service.jobs.transitions import jobs
 from service.ui.drawing import Span, loss_chart, word_diff
+from service.ui.sessions import (
+    COOKIE,
+    COOKIE_PATH,
+    SESSION_SECONDS,
+    close_session,
+    issue_ticket,
+    open_session,
+    same_origin,
+    session_tenant,
+    ticket_tenant,
+)
 
 log = structlog.get_logger("burro.ui")
 
-COOKIE = "burro_key"
-COOKIE_PATH = "/ui"
-COOKIE_MAX_AGE = 12 * 3600
 JOBS_PER_PAGE = 50
 EVENTS_SHOWN = 500
 
@@ -61,6 +69,7 @@ def _usd(value: float) -> str:
     return f"${value:,.2f}" if value >= 0.01 else f"${value:.6f}".rstrip("0")
 
 
+_STYLESHEET = (Path(__file__).parent / "templates" / "style.css").read_text()
 _templates.filters["when"] = _when
 _templates.filters["usd"] = _usd
 
@@ -78,11 +87,20 @@ def _safe_next(target: str | None) -> str:
 
 
 async def provide_page_tenant(request: Request[Any, Any, Any], resources: UsesResources) -> str:
-    """The tenant behind the bearer header, else behind the sign-in cookie (401 otherwise)."""
+    """The tenant behind the bearer header, else behind the session cookie (401 otherwise)."""
     authorization = request.headers.get("authorization")
-    if authorization is None and request.cookies.get(COOKIE):
-        authorization = f"Bearer {request.cookies[COOKIE]}"
-    return await authenticate(resources, authorization)
+    token = request.cookies.get(COOKIE)
+    if authorization is None and token:
+        tenant = await session_tenant(resources.redis, token)
+        if tenant is None:
+            raise Unauthorized("Your sign-in has expired or was ended: sign in again.")
+        await resources.limiter.check(tenant)
+        return tenant
+    return await authenticate(resources, authorization, _client(request))
+
+
+def _client(request: Request[Any, Any, Any]) -> str | None:
+    return request.client.host if request.client else None
 
 
 def page_error(request: Request[Any, Any, Any], exc: Exception) -> Response[str]:
@@ -95,7 +113,9 @@ def page_error(request: Request[Any, Any, Any], exc: Exception) -> Response[str]
         log.exception("ui.unhandled_error", path=request.url.path)
         status, title = 500, "Internal error"
         detail = "Burro failed to show this page; it has been logged."
-    next_page = request.url.path if request.method == "GET" else None
+    next_page: str | None = request.url.path if request.method == "GET" else None
+    if request.url.path == "/ui/login":  # a mistyped ?key=: the retry form keeps the target
+        next_page = _safe_next(request.query_params.get("next"))
     return render(
         "error.html", status, status=status, title=title, detail=detail, tenant=None, next=next_page
     )
@@ -105,26 +125,23 @@ def page_error(request: Request[Any, Any, Any], exc: Exception) -> Response[str]
 
 
 class LoginForm(msgspec.Struct, frozen=True, kw_only=True):
-    key: str
+    key: str = ""
+    ticket: str = ""
     next: str = "/ui/jobs"
 
 
-async def _sign_in(
-    request: Request[Any, Any, Any], resources: Resources, key: str, next_page: str | None
-) -> Response[Any]:
-    tenant = await authenticate(resources, f"Bearer {key.strip()}")
-    response: Response[Any] = Redirect(path=_safe_next(next_page), status_code=303)
-    response.set_cookie(
-        key=COOKIE,
-        value=key.strip(),
-        path=COOKIE_PATH,
-        max_age=COOKIE_MAX_AGE,
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-    )
-    log.info("ui.signed_in", tenant=tenant)
-    return response
+class CrossSiteRequest(BurroError):
+    status_code = 403
+    code = "cross_site_request"
+    title = "Refused: not sent from Burro's own page"
+
+
+def _require_same_origin(request: Request[Any, Any, Any]) -> None:
+    if not same_origin(request):
+        raise CrossSiteRequest(
+            "Sign in and out only from Burro's own pages (this request came from another site, "
+            "or without an Origin header)."
+        )
 
 
 @get("/login", include_in_schema=False)
@@ -132,12 +149,25 @@ async def login_page(
     request: Request[Any, Any, Any],
     resources: UsesResources,
     key: FromQuery[str | None] = None,
+    ticket: FromQuery[str | None] = None,
     next_page: Annotated[str | None, QueryParameter(name="next")] = None,
 ) -> Response[Any]:
-    """The sign-in form; with `?key=` it signs in at once and redirects (to `next`)."""
+    """The sign-in form. A link with `?key=` is checked and swapped for a one-time ticket (the
+    key leaves the address bar); `?ticket=` asks the person to confirm whom they sign in as."""
+    target = _safe_next(next_page)
     if key:
-        return await _sign_in(request, resources, key, next_page)
-    return render("login.html", tenant=None, next=_safe_next(next_page))
+        tenant = await authenticate(resources, f"Bearer {key.strip()}", _client(request))
+        fresh = await issue_ticket(resources.redis, tenant)
+        query = urlencode({"ticket": fresh, "next": target})
+        return Redirect(path=f"/ui/login?{query}", status_code=303)
+    if ticket:
+        who = await ticket_tenant(resources.redis, ticket, spend=False)
+        if who is not None:
+            return render("confirm.html", tenant=None, who=who, ticket=ticket, next=target)
+        return render(
+            "login.html", 401, tenant=None, next=target, note="That sign-in link has expired."
+        )
+    return render("login.html", tenant=None, next=target, note=None)
 
 
 @post("/login", include_in_schema=False, status_code=303)
@@ -146,14 +176,50 @@ async def login_submit(
     resources: UsesResources,
     data: Annotated[LoginForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
 ) -> Response[Any]:
-    return await _sign_in(request, resources, data.key, data.next)
+    _require_same_origin(request)
+    if data.ticket:
+        spent = await ticket_tenant(resources.redis, data.ticket, spend=True)
+        if spent is None:
+            raise Unauthorized("That sign-in link has expired or was used: sign in again.")
+        tenant = spent
+    else:
+        tenant = await authenticate(resources, f"Bearer {data.key.strip()}", _client(request))
+    session = await open_session(resources.redis, tenant)
+    response: Response[Any] = Redirect(path=_safe_next(data.next), status_code=303)
+    response.set_cookie(
+        key=COOKIE,
+        value=session,
+        path=COOKIE_PATH,
+        max_age=SESSION_SECONDS,
+        httponly=True,
+        samesite="lax",  # why Lax is safe here: service.ui.sessions
+        secure=request.url.scheme == "https",
+    )
+    log.info("ui.signed_in", tenant=tenant)
+    return response
 
 
 @get("/logout", include_in_schema=False)
-async def logout() -> Response[Any]:
+async def logout_page() -> Response[Any]:
+    """A GET changes nothing (any site can send one): it offers the sign-out button."""
+    return render("logout.html", tenant=None)
+
+
+@post("/logout", include_in_schema=False, status_code=303)
+async def logout(request: Request[Any, Any, Any], resources: UsesResources) -> Response[Any]:
+    _require_same_origin(request)
+    token = request.cookies.get(COOKIE)
+    if token:
+        await close_session(resources.redis, token)
     response: Response[Any] = Redirect(path="/ui/login", status_code=303)
     response.delete_cookie(COOKIE, path=COOKIE_PATH)
     return response
+
+
+@get("/style.css", include_in_schema=False, media_type="text/css")
+async def stylesheet() -> Response[str]:
+    """The pages' one stylesheet, served so the CSP can forbid inline styles."""
+    return Response(_STYLESHEET, media_type="text/css")
 
 
 @get("/", include_in_schema=False)
@@ -248,7 +314,17 @@ async def evaluation_page(
 
 router = Router(
     path="/ui",
-    route_handlers=[login_page, login_submit, logout, home, jobs_page, job_page, evaluation_page],
+    route_handlers=[
+        login_page,
+        login_submit,
+        logout_page,
+        logout,
+        stylesheet,
+        home,
+        jobs_page,
+        job_page,
+        evaluation_page,
+    ],
     exception_handlers={Exception: page_error},
     request_max_body_size=4096,  # the sign-in form is the only body
     include_in_schema=False,

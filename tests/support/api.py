@@ -3,10 +3,12 @@ they check."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
 
+from service.settings import Settings
 from tests.support.data import BASE_MODEL, JSONL_HEADERS, chat_file
 from tests.support.waiting import wait_for
 
@@ -21,6 +23,12 @@ def upload_dataset(client: httpx.Client, body: bytes | None = None, **params: st
     assert response.status_code in (200, 201), response.text
     dataset_id: str = response.json()["id"]
     return dataset_id
+
+
+def stored_files(settings: Settings) -> list[Path]:
+    """The files in Burro's dataset folder (spooled uploads included), sorted."""
+    folder = settings.data_dir / "datasets"
+    return sorted(folder.iterdir()) if folder.exists() else []
 
 
 def create_job(client: httpx.Client, dataset: str, **body: Any) -> dict[str, Any]:

@@ -47,6 +47,19 @@ output_usd_per_1m_tokens = 1.6
 shutdown = 2024-10-27
 """
 
+# A model table whose one model trains on examples of at most SMALL_TOKEN_LIMIT tokens, so that
+# a line over the longest worth reading (derived from that limit) is short enough to send.
+SMALL_TOKEN_LIMIT = 100
+SMALL_LIMIT_TABLE = f"""
+[[models]]
+name = "{BASE_MODEL}"
+encoding = "o200k_base"
+max_tokens_per_example = {SMALL_TOKEN_LIMIT}
+training_usd_per_1m_tokens = 5.0
+input_usd_per_1m_tokens = 0.8
+output_usd_per_1m_tokens = 3.2
+"""
+
 
 def question(i: int, salt: str = "") -> str:
     """The user message of chat example `i`."""

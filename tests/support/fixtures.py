@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import shutil
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -31,7 +32,7 @@ from service.app import create_app
 from service.ids import new_id
 from service.logging import configure_logging
 from service.settings import ProviderSettings, Settings
-from tests.support.browser import find_chromium
+from tests.support.browser import Chromium, find_chromium
 from tests.support.clients import TENANT_KEYS, tenant_client, tenant_sdk
 from tests.support.data import BASE_MODEL, jsonl, training_examples
 from tests.support.processes import WorkerProcesses
@@ -126,6 +127,9 @@ def settings(redis_url: str, data_dir: Path) -> Settings:
         webhook_allow_private=True,
         # Tests poll the API in loops; the limit itself is tested in test_limits.py.
         rate_limit=0,
+        # A server outlives a test (burro_url), and so does an address it blocked for wrong
+        # keys: every test comes from 127.0.0.1. The limit itself: test_auth_failures.py.
+        auth_failures_per_minute=0,
         log_level="WARNING",
         log_json=True,
     )
@@ -410,3 +414,21 @@ def chromium_binary() -> str:
             "(as root, with apt-get)"
         )
     return binary
+
+
+class OpenChromium(Protocol):
+    def __call__(self, *, width: int = ..., height: int = ...) -> Chromium: ...
+
+
+@pytest.fixture
+def open_chromium(chromium_binary: str, tmp_path: Path) -> Iterator[OpenChromium]:
+    """Open headless Chromium, each with a fresh profile (`open_chromium()`, or with another
+    window size); every one is killed, process group and all, when the test ends."""
+    profiles = itertools.count(1)
+    with contextlib.ExitStack() as stack:
+
+        def open_one(*, width: int = 1200, height: int = 1400) -> Chromium:
+            profile = tmp_path / f"chromium-profile-{next(profiles)}"
+            return stack.enter_context(Chromium(chromium_binary, profile, width, height))
+
+        yield open_one

@@ -12,14 +12,10 @@ import msgspec
 import pytest
 
 from service.settings import Settings
+from tests.support.api import stored_files
 from tests.support.data import JSONL_HEADERS, chat_file
 from tests.support.fixtures import MakeClient, ServeBurro
 from tests.support.waiting import wait_for
-
-
-def stored_files(settings: Settings) -> list[Path]:
-    folder = settings.data_dir / "datasets"
-    return sorted(folder.iterdir()) if folder.exists() else []
 
 
 def test_a_raw_upload_is_stored_counted_and_priced(client: httpx.Client) -> None:

@@ -1,6 +1,6 @@
-"""The pages in a real browser: headless Chromium signs in through `/ui/login` (the cookie),
-renders each page, and its screenshot shows what matters (the loss curve, the answers side by
-side); `--dump-dom` checks the elements.
+"""The pages in a real browser: headless Chromium (driven over DevTools) signs in
+through a `/ui/login?key=` link and its confirmation, renders each page, and its screenshot
+shows what matters (the loss curve, the answers side by side); the DOM checks the elements.
 
 Chromium is Debian's `chromium`, installed by `make browser` (which `make test` runs); without
 it these tests skip, saying so in the summary.
@@ -13,50 +13,48 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.browser import Image, chromium, read_png
+from tests.support.browser import Chromium, Image, read_png
 from tests.support.data import answer
+from tests.support.fixtures import OpenChromium
 from tests.support.seeds import Seeded
 
 TRAIN_BLUE = (0x25, 0x63, 0xEB)
 VALID_ORANGE = (0xD9, 0x77, 0x06)
 DIFF_PINK = (0xFF, 0xD7, 0xD5)
-WINDOW = "--window-size=1200,1400"
 
 pytestmark = pytest.mark.browser
 
 
 class Browser:
-    def __init__(self, binary: str, root: Path, burro_url: str) -> None:
-        self.binary = binary
+    """Each page in a browser of its own, signed in on the way."""
+
+    def __init__(self, open_chromium: OpenChromium, root: Path, burro_url: str) -> None:
+        self.open_chromium = open_chromium
         self.root = root
         self.burro_url = burro_url
-        self.runs = 0
+        self.shots = 0
 
-    def _profile(self) -> Path:
-        self.runs += 1
-        return self.root / f"profile-{self.runs}"
-
-    def url(self, page: str) -> str:
-        # A fresh profile has no cookie: sign in on the way, as a person would.
-        return f"{self.burro_url}/ui/login?key=key-acme&next={page}"
+    def _signed_in(self, page: str) -> Chromium:
+        # A fresh profile has no session: follow a sign-in link and confirm, as a person would.
+        browser = self.open_chromium()
+        browser.navigate(f"{self.burro_url}/ui/login?key=key-acme&next={page}")
+        browser.click("#confirm")
+        assert browser.url == f"{self.burro_url}{page}", browser.dom()[-1500:]
+        return browser
 
     def dom(self, page: str) -> str:
-        result = chromium(self.binary, self._profile(), "--dump-dom", self.url(page))
-        assert result.returncode == 0, result.stderr[-2000:]
-        return result.stdout
+        with self._signed_in(page) as browser:
+            return browser.dom()
 
     def screenshot(self, page: str) -> Image:
-        path = self.root / f"shot-{self.runs + 1}.png"
-        result = chromium(
-            self.binary, self._profile(), WINDOW, f"--screenshot={path}", self.url(page)
-        )
-        assert result.returncode == 0 and path.exists(), result.stderr[-2000:]
-        return read_png(path)
+        self.shots += 1
+        with self._signed_in(page) as browser:
+            return read_png(browser.screenshot(self.root / f"shot-{self.shots}.png"))
 
 
 @pytest.fixture
-def browser(chromium_binary: str, tmp_path: Path, burro_url: str) -> Browser:
-    return Browser(chromium_binary, tmp_path, burro_url)
+def browser(open_chromium: OpenChromium, tmp_path: Path, burro_url: str) -> Browser:
+    return Browser(open_chromium, tmp_path, burro_url)
 
 
 def test_the_job_page_draws_the_loss_curves(browser: Browser, seeded: Seeded) -> None:
@@ -104,10 +102,9 @@ def test_the_evaluation_page_shows_the_answers_side_by_side(
 
 
 def test_signing_in_without_a_key_in_a_browser_shows_the_form(
-    chromium_binary: str, tmp_path: Path, burro_url: str, seeded: Seeded
+    open_chromium: OpenChromium, burro_url: str, seeded: Seeded
 ) -> None:
-    result = chromium(
-        chromium_binary, tmp_path / "profile", "--dump-dom", f"{burro_url}/ui/jobs/{seeded.job_id}"
-    )
-    assert result.returncode == 0
-    assert 'action="/ui/login"' in result.stdout and 'id="error"' in result.stdout
+    with open_chromium() as browser:
+        browser.navigate(f"{burro_url}/ui/jobs/{seeded.job_id}")
+        dom = browser.dom()
+    assert 'action="/ui/login"' in dom and 'id="error"' in dom

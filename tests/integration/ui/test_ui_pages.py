@@ -100,34 +100,4 @@ def test_another_tenants_job_or_evaluation_is_not_found(
     assert other_client.get("/ui/evaluations/eval_nope").status_code == 404
 
 
-def test_signing_in_sets_a_strict_httponly_cookie_that_the_pages_accept(
-    anonymous: httpx.Client, seeded: Seeded
-) -> None:
-    response = anonymous.get(
-        "/ui/login", params={"key": "key-acme", "next": f"/ui/jobs/{seeded.job_id}"}
-    )
-    assert response.status_code == 303
-    assert response.headers["location"] == f"/ui/jobs/{seeded.job_id}"
-    cookie = response.headers["set-cookie"]
-    attributes = {a.strip().lower() for a in cookie.split(";")}
-    assert "httponly" in attributes and "samesite=strict" in attributes and "path=/ui" in attributes
-    assert anonymous.get(f"/ui/jobs/{seeded.job_id}").status_code == 200
-    # The cookie is for the pages only: the API still wants the header.
-    assert anonymous.get(f"/v1/jobs/{seeded.job_id}").status_code == 401
-    assert anonymous.get("/ui/logout").status_code == 303
-    assert anonymous.get("/ui/jobs").status_code == 401
-
-
-def test_the_sign_in_form_posts_the_key_and_never_redirects_off_site(
-    anonymous: httpx.Client, seeded: Seeded
-) -> None:
-    form = anonymous.get("/ui/login")
-    assert form.status_code == 200 and 'name="key"' in form.text
-    posted = anonymous.post("/ui/login", data={"key": "key-acme", "next": "https://evil.example/"})
-    assert posted.status_code == 303 and posted.headers["location"] == "/ui/jobs"
-    assert anonymous.get("/ui/jobs").status_code == 200
-    assert (
-        anonymous.get("/ui/login", params={"key": "key-acme", "next": "//evil"}).headers["location"]
-        == "/ui/jobs"
-    )
-    assert anonymous.post("/ui/login", data={"key": "wrong"}).status_code == 401
+# Signing in (sessions, tickets, origin checks, headers): test_ui_session.py.
