@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def largest(pids: list[int], field: str) -> int:
 def upload(url: str, path: Path) -> tuple[int, float]:
     started = time.perf_counter()
 
-    def chunks():  # type: ignore[no-untyped-def]
+    def chunks() -> Iterator[bytes]:
         with path.open("rb") as source:
             while block := source.read(1 << 20):
                 yield block

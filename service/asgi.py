@@ -14,6 +14,6 @@ from service.app import create_app
 from service.settings import Settings
 
 app = ProxyHeadersMiddleware(
-    cast(Any, create_app(Settings.from_env())),
+    cast("Any", create_app(Settings.from_env())),
     trusted_hosts=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
 )

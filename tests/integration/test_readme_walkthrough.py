@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,9 @@ API_ADDRESS = "127.0.0.1:8000"
 HOOK_ADDRESS = "127.0.0.1:9000"
 STEP_SECONDS = 180
 
-_BLOCK = re.compile(r"<!-- walkthrough(?P<kind>: background)? -->\s*```sh\n(?P<code>.*?)```", re.S)
+_BLOCK = re.compile(
+    r"<!-- walkthrough(?P<kind>: background)? -->\s*```sh\n(?P<code>.*?)```", re.DOTALL
+)
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,7 @@ def test_the_readme_marks_every_step_of_the_walkthrough() -> None:
     assert len(blocks) == 7
     assert [b.background for b in blocks].count(True) == 1
     # No step hides a refusal behind a KeyError, nor shadows the shell's own names.
-    assert not re.search(r"^\s*id\(\)", README.read_text(), re.M)
+    assert not re.search(r"^\s*id\(\)", README.read_text(), re.MULTILINE)
     assert all("python\n" not in b.code.split("<<")[0] for b in blocks)
 
 
@@ -57,7 +60,7 @@ def uv() -> str:
 
 
 @pytest.fixture
-def dev(tmp_path: Path) -> tuple[str, str]:
+def dev(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """`burro dev` on free ports, with its own Redis and sandbox; yields (api, hook) addresses."""
     api_port, sandbox_port = free_port(), free_port()
     env = {
@@ -121,6 +124,7 @@ def test_the_readme_walkthrough_runs_as_written(dev: tuple[str, str], tmp_path: 
         )
         run = subprocess.run(
             ["bash", "-c", script],
+            check=False,
             cwd=tmp_path,
             env=env,
             capture_output=True,
@@ -131,12 +135,12 @@ def test_the_readme_walkthrough_runs_as_written(dev: tuple[str, str], tmp_path: 
         assert run.returncode == 0, output[-4000:]
     finally:
         for receiver in receivers:
-            stop_process(receiver)  # type: ignore[arg-type]
+            stop_process(receiver)
         receiver_log.close()
     received = receiver_path.read_text()
     assert '"type": "job.succeeded"' in received or '"type":"job.succeeded"' in received, received
-    assert re.search(r"^ds_\w+$", run.stdout, re.M)
-    assert re.search(r"^job_\w+$", run.stdout, re.M)
+    assert re.search(r"^ds_\w+$", run.stdout, re.MULTILINE)
+    assert re.search(r"^job_\w+$", run.stdout, re.MULTILINE)
     assert f"http://{api}/ui/login?key=dev-key&next=/ui/evaluations/eval_" in run.stdout
     assert '"object":"alias"' in run.stdout.replace(" ", "")
 
@@ -153,7 +157,13 @@ def test_a_refused_step_stops_with_burros_problem_detail(tmp_path: Path) -> None
     script = f"{definition}\nDATASET=$(echo '{problem}' | burro_id) && echo \"got $DATASET\""
     env = {**os.environ, "UV_PROJECT": str(ROOT)}
     run = subprocess.run(
-        ["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        ["bash", "-c", script],
+        check=False,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert run.returncode != 0
     assert "got" not in run.stdout

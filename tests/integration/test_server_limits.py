@@ -41,8 +41,7 @@ def served(redis_url: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
 def connect(base: str) -> socket.socket:
     host, port = base.removeprefix("http://").split(":")
-    sock = socket.create_connection((host, int(port)), timeout=10)
-    return sock
+    return socket.create_connection((host, int(port)), timeout=10)
 
 
 def send_all(sock: socket.socket, data: bytes) -> None:

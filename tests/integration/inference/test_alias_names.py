@@ -21,9 +21,7 @@ from tests.support.data import BASE_MODEL
         "o3-mini",
     ],
 )
-def test_an_alias_cannot_take_a_models_name(
-    client: httpx.Client, acme_job: str, name: str
-) -> None:
+def test_an_alias_cannot_take_a_models_name(client: httpx.Client, acme_job: str, name: str) -> None:
     response = client.put(f"/v1/aliases/{name}", json={"job": acme_job})
     assert response.status_code == 422, response.text
     problem = response.json()
@@ -31,9 +29,7 @@ def test_an_alias_cannot_take_a_models_name(
     assert client.get(f"/v1/aliases/{name}").status_code == 404
 
 
-def test_names_that_only_start_like_a_model_are_fine(
-    client: httpx.Client, acme_job: str
-) -> None:
+def test_names_that_only_start_like_a_model_are_fine(client: httpx.Client, acme_job: str) -> None:
     for name in ("gpt-4o-donkey", "donkey-gpt-4o", "burro"):
         assert client.put(f"/v1/aliases/{name}", json={"job": acme_job}).status_code == 201
 

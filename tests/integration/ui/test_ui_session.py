@@ -8,9 +8,10 @@ import re
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-import redis
+from redis.asyncio import Redis
 
 from tests.support.seeds import Seeded
+from tests.support.store import RedisSession
 
 
 def origin_of(client: httpx.Client) -> dict[str, str]:
@@ -28,12 +29,18 @@ def sign_in(client: httpx.Client, **headers: str) -> httpx.Response:
     return response
 
 
+async def ui_sessions(redis: Redis) -> dict[str, int]:
+    """Every stored page session: its key and its time to live in seconds."""
+    keys = await redis.keys("burro:ui-session:*")
+    return {key.decode(): await redis.ttl(key) for key in keys}
+
+
 def cookie_attributes(response: httpx.Response) -> set[str]:
     return {a.strip().lower() for a in response.headers["set-cookie"].split(";")}
 
 
 def test_the_cookie_is_an_opaque_session_id_kept_in_redis_with_an_expiry(
-    anonymous: httpx.Client, seeded: Seeded, redis_url: str
+    anonymous: httpx.Client, seeded: Seeded, store: RedisSession
 ) -> None:
     response = sign_in(anonymous)
     cookie = response.headers["set-cookie"]
@@ -42,13 +49,9 @@ def test_the_cookie_is_an_opaque_session_id_kept_in_redis_with_an_expiry(
     attributes = cookie_attributes(response)
     assert {"httponly", "samesite=lax", "path=/ui", "max-age=43200"} <= attributes
     assert "secure" not in attributes  # plain http here; see the https test
-    store = redis.Redis.from_url(redis_url)
-    try:
-        keys = [k.decode() for k in store.keys("burro:ui-session:*")]
-        assert len(keys) == 1 and session not in keys[0]  # only its hash is stored
-        assert 0 < store.ttl(keys[0]) <= 43200
-    finally:
-        store.close()
+    [(key, ttl)] = store(ui_sessions).items()
+    assert session not in key  # only its hash is stored
+    assert 0 < ttl <= 43200
     assert anonymous.get(f"/ui/jobs/{seeded.job_id}").status_code == 200
     # The session is for the pages only: the API still wants the header.
     assert anonymous.get(f"/v1/jobs/{seeded.job_id}").status_code == 401
