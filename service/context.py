@@ -14,6 +14,7 @@ from service.inference.proxy import Upstream
 from service.inference.usage import UsageMeter
 from service.limits import RateLimiter
 from service.models import ModelTable
+from service.providers import Providers
 from service.queue import Queue
 from service.settings import Settings
 from service.tenants import KeyRing
@@ -27,6 +28,8 @@ class Resources:
     queue: Queue
     keys: KeyRing
     models: ModelTable
+    # Upstream clients for the few calls the API makes itself (pausing and resuming a job).
+    providers: Providers
     # The chat path's upstream HTTP client and usage counters (service.inference).
     upstream: Upstream = field(default_factory=Upstream)
     usage: UsageMeter = field(default_factory=UsageMeter)
@@ -40,6 +43,7 @@ class Resources:
             keys=keys,
             models=ModelTable.load(settings.models_file),
             limiter=RateLimiter(queue.redis, settings.rate_limit, settings.rate_limit_burst),
+            providers=Providers(settings),
         )
 
     @property
@@ -47,6 +51,7 @@ class Resources:
         return self.queue.redis
 
     async def close(self) -> None:
+        await self.providers.close()
         await self.usage.close()
         await self.upstream.close()
         await self.queue.close()

@@ -1,0 +1,109 @@
+"""The tutorial Burro grew from, run unchanged but for `base_url` and the key: the official SDK
+uploads a file, fine-tunes, follows the job and chats with the model; LangChain chats too.
+Burro is served over HTTP, the sandbox trains, a real worker runs the jobs."""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+
+import httpx
+import openai
+from langchain_openai import ChatOpenAI
+
+from tests.openai_compat.conftest import MODEL, StartWorker, training_jsonl
+from workers.fine_tuning import parse_result_file
+
+
+def wait_until_done(client: openai.OpenAI, job_id: str, timeout: float = 60.0) -> Any:
+    """Poll the job as the tutorial does, until it ends (fail after `timeout` seconds)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.fine_tuning.jobs.retrieve(job_id)
+        if job.status in ("succeeded", "failed", "cancelled"):
+            return job
+        assert time.monotonic() < deadline, f"{job_id} is still {job.status}"
+        time.sleep(0.1)
+
+
+def test_the_tutorial_runs_end_to_end_against_burro(
+    acme: openai.OpenAI, burro: str, acme_http: httpx.Client, start_worker: StartWorker
+) -> None:
+    start_worker()
+    training = acme.files.create(file=("donkey.jsonl", training_jsonl()), purpose="fine-tune")
+    created = acme.fine_tuning.jobs.create(
+        training_file=training.id,
+        model=MODEL,
+        suffix="donkey",
+        method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 2}}},
+    )
+
+    job = wait_until_done(acme, created.id)
+
+    assert job.status == "succeeded", job.error
+    assert job.fine_tuned_model is not None and "donkey" in job.fine_tuned_model
+    assert job.trained_tokens is not None and job.trained_tokens > 0
+    assert job.finished_at is not None and job.estimated_finish is None
+    # Resolved by the provider: numbers, where the request said "auto".
+    assert job.hyperparameters.n_epochs == 2
+    assert isinstance(job.hyperparameters.batch_size, int)
+    assert isinstance(job.hyperparameters.learning_rate_multiplier, float)
+
+    events = acme.fine_tuning.jobs.list_events(job.id, limit=1000).data
+    assert [e.created_at for e in events] == sorted((e.created_at for e in events), reverse=True)
+    assert any(e.type == "metrics" for e in events)
+    assert events[0].message == f"Fine-tuned model {job.fine_tuned_model} is ready"
+
+    checkpoints = acme.fine_tuning.jobs.checkpoints.list(job.id).data
+    assert checkpoints, "the sandbox makes one checkpoint per epoch"
+    steps = [c.step_number for c in checkpoints]
+    assert steps == sorted(steps, reverse=True)
+    assert all(c.fine_tuning_job_id == job.id for c in checkpoints)
+    assert checkpoints[0].metrics.train_loss is not None
+
+    # The result file: the training curve as OpenAI's base64 CSV, the same as Burro's metrics.
+    [result_id] = job.result_files
+    result = acme.files.retrieve(result_id)
+    assert result.purpose == "fine-tune-results"
+    content = acme.files.content(result_id).content
+    assert result.bytes == len(content)
+    assert base64.b64decode(content).startswith(b"step,train_loss,")
+    curve = acme_http.get(f"/v1/jobs/{job.id}/metrics").json()
+    assert [r.step for r in parse_result_file(content)] == [r["step"] for r in curve["data"]]
+    assert [f.id for f in acme.files.list(purpose="fine-tune-results")] == [result_id]
+    assert {f.id for f in acme.files.list()} == {training.id, result_id}
+
+    # The same job through Burro's own API.
+    assert acme_http.get(f"/v1/jobs/{job.id}").json()["status"] == "succeeded"
+
+    answer = acme.chat.completions.create(
+        model=job.fine_tuned_model,
+        messages=[{"role": "user", "content": "Question 3: how are you?"}],
+    )
+    assert answer.choices[0].message.content == "Oh, I'm great, answer 3!"
+    llm = ChatOpenAI(
+        model=job.fine_tuned_model, base_url=f"{burro}/v1", api_key="key-acme", max_retries=0
+    )
+    assert llm.invoke("Question 5: how are you?").content == "Oh, I'm great, answer 5!"
+
+
+def test_a_deleted_result_file_is_gone_from_the_job_and_the_file_list(
+    acme: openai.OpenAI, start_worker: StartWorker, training_file: str
+) -> None:
+    start_worker()
+    job = wait_until_done(
+        acme, acme.fine_tuning.jobs.create(model=MODEL, training_file=training_file).id
+    )
+    [result_id] = job.result_files
+
+    assert acme.files.delete(result_id).deleted is True
+
+    assert acme.fine_tuning.jobs.retrieve(job.id).result_files == []
+    assert [f.id for f in acme.files.list()] == [training_file]
+    for call in (acme.files.retrieve, acme.files.content, acme.files.delete):
+        try:
+            call(result_id)
+        except openai.NotFoundError:
+            continue
+        raise AssertionError(f"{call.__name__} found a deleted result file")
