@@ -4,8 +4,7 @@ provider, driven by the official `openai` SDK as an OpenAI customer's code drive
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import httpx
 import msgspec
@@ -15,7 +14,7 @@ import pytest
 from burro.testing import serve_in_thread
 from service.app import create_app
 from service.settings import Settings
-from tests.jobs.conftest import WORKER_OPTIONS, WorkerThread
+from tests.jobs.conftest import StartWorker, start_worker  # noqa: F401 (fixtures used here)
 
 MODEL = "gpt-4o-mini"  # the tutorial's model, an alias in Burro's model table
 
@@ -72,22 +71,10 @@ def acme_http(burro: str) -> Iterator[httpx.Client]:
         yield http
 
 
-StartWorker = Callable[..., WorkerThread]
-
-
 @pytest.fixture
-def start_worker(compat_settings: Settings) -> Iterator[StartWorker]:
-    """Start a real arq worker on the test's settings; stopped when the test ends."""
-    started: list[WorkerThread] = []
-
-    def start(**options: Any) -> WorkerThread:
-        thread = WorkerThread(compat_settings, {**WORKER_OPTIONS, **options}).start()
-        started.append(thread)
-        return thread
-
-    yield start
-    for thread in started:
-        thread.stop()
+def job_settings(compat_settings: Settings) -> Settings:
+    """The settings the jobs suite's `start_worker` runs its workers on."""
+    return compat_settings
 
 
 @pytest.fixture
