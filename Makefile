@@ -77,6 +77,10 @@ bench-jobs: install ## Benchmark one poll pass as the number of active jobs grow
 bench-webhooks: install ## Benchmark webhook delivery when many jobs finish at once
 	$(UV) run python bench/webhooks.py
 
+.PHONY: bench-openai-compat
+bench-openai-compat: install ## Benchmark OpenAI's job list view against Burro's own on the same jobs
+	$(UV) run python bench/openai_compat.py
+
 .PHONY: bench-load
 bench-load: install ## Mixed traffic from many tenants: API, worker and sandbox as processes
 	$(UV) run python bench/load.py

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,7 +27,12 @@ from service.http_limits import request_limits
 from service.ids import new_id
 from service.json_bodies import BurroRequest
 from service.logging import configure_logging
-from service.problems import OPENAI_COMPATIBLE_PREFIXES, PROBLEM_JSON, ErrorResponses
+from service.problems import (
+    FINE_TUNING_PREFIXES,
+    OPENAI_COMPATIBLE_PREFIXES,
+    PROBLEM_JSON,
+    ErrorResponses,
+)
 from service.queue import Queue
 from service.settings import Settings
 from service.tenants import KeyRing
@@ -89,6 +95,8 @@ def _route_handlers() -> list[Any]:
     from service.evaluations.routes import router as evaluations
     from service.inference.routes import router as inference
     from service.jobs.routes import routers as jobs
+    from service.openai_compat.files import router as openai_files
+    from service.openai_compat.jobs import router as openai_fine_tuning
     from service.ui.routes import router as ui
     from service.webhooks.routes import router as webhooks
 
@@ -102,6 +110,8 @@ def _route_handlers() -> list[Any]:
         inference,
         aliases,
         evaluations,
+        openai_files,
+        openai_fine_tuning,
         ui,
     ]
 
@@ -186,9 +196,14 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
         detail = "Burro failed to answer this request; it has been logged."
         extensions = {}
     headers = dict(getattr(exc, "headers", None) or {})
-    if request.url.path.startswith(OPENAI_COMPATIBLE_PREFIXES):
+    path = request.url.path
+    if path.startswith(OPENAI_COMPATIBLE_PREFIXES):
+        message, param = detail, extensions.get("param")
+        if isinstance(exc, ValidationException) and exc.extra and isinstance(exc.extra, list):
+            message, param = _openai_validation_error(detail, exc.extra[0])
+        about_models = not path.startswith(FINE_TUNING_PREFIXES)
         return Response(
-            {"error": openai_error(status, code, detail, extensions.get("param"))},
+            {"error": openai_error(status, code, message, param, about_models=about_models)},
             status_code=status,
             media_type=MediaType.JSON,
             headers=headers,
@@ -198,15 +213,37 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
     return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
-def openai_error(status: int, code: str, message: str, param: str | None = None) -> dict[str, Any]:
-    """An error body in OpenAI's shape."""
+_UNKNOWN_FIELD = re.compile(r"unknown field `([^`]+)`")
+
+
+def _openai_validation_error(detail: str, first: Any) -> tuple[str, str | None]:
+    """OpenAI's clients show only `message` and `param`: name the field in both."""
+    if not isinstance(first, dict):
+        return detail, None
+    problem, key = str(first.get("message")), first.get("key")
+    if key == "data":  # the body as a whole: the field is in msgspec's words, if anywhere
+        unknown = _UNKNOWN_FIELD.search(problem)
+        if unknown:
+            return f"Unrecognized request argument supplied: {unknown.group(1)}", unknown.group(1)
+        key = None
+    if not isinstance(key, str):
+        return f"{detail}: {problem}", None
+    return f"Invalid {key}: {problem}", key
+
+
+def openai_error(
+    status: int, code: str, message: str, param: str | None = None, *, about_models: bool = True
+) -> dict[str, Any]:
+    """An error body in OpenAI's shape. On the chat and model paths (`about_models`) what is not
+    found is a model; on the fine-tuning paths it is a file or a job, and stays `not_found`."""
     kinds = {401: "authentication_error", 403: "permission_error", 404: "invalid_request_error"}
     kind = kinds.get(status, "server_error" if status >= 500 else "invalid_request_error")
     openai_codes = {
         "unauthorized": "invalid_api_key",
-        "not_found": "model_not_found",
         "rate_limited": "rate_limit_exceeded",
     }
+    if about_models:
+        openai_codes["not_found"] = "model_not_found"
     return {"message": message, "type": kind, "param": param, "code": openai_codes.get(code, code)}
 
 

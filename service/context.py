@@ -15,6 +15,7 @@ from service.inference.proxy import Upstream
 from service.inference.usage import UsageMeter
 from service.limits import RateLimiter
 from service.models import ModelTable
+from service.providers import Providers
 from service.queue import Queue
 from service.settings import Settings
 from service.tenants import KeyRing
@@ -28,6 +29,8 @@ class Resources:
     queue: Queue
     keys: KeyRing
     models: ModelTable
+    # Upstream clients for the few calls the API makes itself (pausing and resuming a job).
+    providers: Providers
     # The chat path's upstream HTTP client and usage counters (service.inference).
     upstream: Upstream = field(default_factory=Upstream)
     usage: UsageMeter = field(default_factory=UsageMeter)
@@ -45,6 +48,7 @@ class Resources:
             failed_keys=FailedKeyLimiter(
                 queue.redis, settings.auth_failures_per_minute, settings.auth_failure_burst
             ),
+            providers=Providers(settings),
         )
 
     @property
@@ -52,6 +56,7 @@ class Resources:
         return self.queue.redis
 
     async def close(self) -> None:
+        await self.providers.close()
         await self.usage.close()
         await self.upstream.close()
         await self.queue.close()

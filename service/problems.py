@@ -13,8 +13,10 @@ from litestar.plugins import ReceiveRoutePlugin
 from litestar.routes import BaseRoute, HTTPRoute
 
 PROBLEM_JSON = "application/problem+json"
+# OpenAI's files and fine-tuning API, drop-in (`service.openai_compat`).
+FINE_TUNING_PREFIXES = ("/v1/files", "/v1/fine_tuning/")
 # Paths that speak OpenAI's dialect, errors included, so OpenAI clients parse them.
-OPENAI_COMPATIBLE_PREFIXES = ("/v1/chat/", "/v1/models")
+OPENAI_COMPATIBLE_PREFIXES = ("/v1/chat/", "/v1/models", *FINE_TUNING_PREFIXES)
 
 _DESCRIPTIONS = {
     400: "Malformed request: a parameter or the body does not parse or fit its type",

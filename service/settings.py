@@ -21,6 +21,9 @@ class ProviderSettings(msgspec.Struct, frozen=True, kw_only=True):
     api_version: str | None = None  # Azure only
     # OpenAI's list endpoint filters by metadata, which lets one call refresh many jobs.
     supports_list_polling: bool = True
+    # OpenAI's `POST /fine_tuning/jobs/{id}/pause` and `/resume`: OpenAI, Azure and the sandbox
+    # have them; a provider without them says False, and Burro refuses to pause its jobs.
+    supports_pause: bool = True
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):

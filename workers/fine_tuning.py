@@ -20,6 +20,7 @@ from service.jobs.records import (
     BURRO_METADATA_KEY,
     RANK,
     TERMINAL,
+    Hyperparameters,
     Job,
     JobError,
     JobStatus,
@@ -187,6 +188,9 @@ async def mirror(
         "estimated_finish": upstream.estimated_finish,
         "result_files": list(upstream.result_files or []),
     }
+    resolved = resolved_hyperparameters(upstream)
+    if resolved is not None:
+        changes["resolved_hyperparameters"] = resolved
     target = STATUS_MAP.get(upstream.status)
     if target is None and upstream.status != job.upstream_status:
         await record(
@@ -216,6 +220,24 @@ async def mirror(
     if any(getattr(job, k) != v for k, v in changes.items()):
         return await update(w.queue, job.id, **changes)
     return job
+
+
+def resolved_hyperparameters(upstream: FineTuningJob) -> Hyperparameters | None:
+    """The upstream's hyperparameters once it resolved "auto" into numbers (None before, or
+    when it reports values Burro would not accept)."""
+    config = None
+    if upstream.method is not None:
+        config = getattr(upstream.method, upstream.method.type, None)
+    reported = getattr(config, "hyperparameters", None) or upstream.hyperparameters
+    if reported is None:
+        return None
+    values = {k: v for k, v in reported.model_dump().items() if v is not None}
+    if not any(v != "auto" for v in values.values()):
+        return None
+    try:
+        return msgspec.convert(values, Hyperparameters)
+    except msgspec.ValidationError:
+        return None
 
 
 def _status_message(job: Job, target: str, upstream: FineTuningJob) -> str:

@@ -88,7 +88,7 @@ class UploadOperation(Operation):
             self.request_body = _UPLOAD_BODY
 
 
-async def _check_upload(
+async def check_upload(
     request: Request[Any, Any, Any],
     resources: Resources,
     kind: DatasetKind | None,
@@ -155,7 +155,7 @@ async def create_dataset(
 ) -> Response[DatasetOut]:
     if name is not None:
         check_name(name)  # before the body: a bad name costs the caller no upload
-    intake, report = await _check_upload(request, resources, kind, model, keep=True)
+    intake, report = await check_upload(request, resources, kind, model, keep=True)
     try:
         if not report.valid:
             failing = sum(report.error_counts.values())
@@ -179,7 +179,7 @@ async def create_dataset(
                     status_code=replay.status_code,
                 )
         try:
-            dataset, created = await _store(resources, tenant, display_name, report, intake)
+            dataset, created = await store_dataset(resources, tenant, display_name, report, intake)
         except BaseException:
             if idempotency_key is not None:
                 await keys.abandon(tenant, "datasets", idempotency_key)
@@ -199,7 +199,7 @@ async def create_dataset(
     return Response(DatasetOut.of(dataset, model), status_code=201 if created else 200)
 
 
-async def _store(
+async def store_dataset(
     resources: Resources, tenant: str, name: str, report: DatasetReport, intake: Intake
 ) -> tuple[Dataset, bool]:
     """Keep the spooled file under a new id, unless this tenant already has the same bytes."""
@@ -236,7 +236,7 @@ async def validate_dataset(
     kind: FromQuery[DatasetKind | None] = None,
     model: FromQuery[list[str] | None] = None,
 ) -> DatasetReport:
-    _, report = await _check_upload(request, resources, kind, model, keep=False)
+    _, report = await check_upload(request, resources, kind, model, keep=False)
     return report
 
 
@@ -284,6 +284,11 @@ async def get_dataset_content(
 async def delete_dataset(
     resources: UsesResources, tenant: Tenant, dataset_id: FromPath[str]
 ) -> None:
+    await remove_dataset(resources, tenant, dataset_id)
+
+
+async def remove_dataset(resources: Resources, tenant: str, dataset_id: str) -> None:
+    """Delete the tenant's dataset and its bytes; Conflict while an unfinished job uses it."""
     collection = datasets(resources)
     dataset = await collection.get_for(tenant, dataset_id)
     if await resources.redis.exists(users_key(dataset.id)):

@@ -129,14 +129,21 @@ async def has_event(redis: Redis, job_id: str, event_id: str) -> bool:
 
 
 async def list_events(
-    redis: Redis, job_id: str, *, after: str | None = None, limit: int = 100
+    redis: Redis,
+    job_id: str,
+    *,
+    after: str | None = None,
+    limit: int = 100,
+    newest_first: bool = False,
 ) -> tuple[list[JobEvent], bool]:
-    """Events oldest first, those after the event `after` (None: from the start)."""
+    """Events oldest first (or `newest_first`, as OpenAI lists them), those after the event
+    `after` in that order (None, or an unknown id: from the start)."""
+    index = _index_key(job_id)
     start = 0
     if after is not None:
-        rank = await redis.zrank(_index_key(job_id), after)
+        rank = await (redis.zrevrank if newest_first else redis.zrank)(index, after)
         start = 0 if rank is None else int(rank) + 1
-    ids = await redis.zrange(_index_key(job_id), start, start + limit)
+    ids = await (redis.zrevrange if newest_first else redis.zrange)(index, start, start + limit)
     if not ids:
         return [], False
     raws = await redis.hmget(_data_key(job_id), ids[:limit])  # type: ignore[misc]

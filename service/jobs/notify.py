@@ -13,6 +13,7 @@ from service import metrics
 from service.jobs.events import JobEvent
 from service.jobs.records import Job, to_builtins
 from service.queue import Queue
+from service.webhooks.openai_form import publish_openai_form
 from service.webhooks.outbox import publish
 
 log = structlog.get_logger("burro.jobs")
@@ -34,5 +35,14 @@ async def job_changed(queue: Queue, job: Job, event: JobEvent) -> None:
         job_id=job.id,
         data=to_builtins(job),
         job_webhook=job_webhook,
+    )
+    # The same news in OpenAI's own form, for the endpoints that asked for OpenAI's names.
+    messages += await publish_openai_form(
+        queue.redis,
+        queue,
+        tenant=job.tenant,
+        job_id=job.id,
+        status=job.status,
+        at=job.finished_at or job.updated_at,
     )
     log.info("job.changed", job=job.id, status=job.status, event_id=event.id, messages=messages)

@@ -156,6 +156,8 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     cancel_requested: bool = False
     request_id: str | None = None
     promotion: Promotion | None = None
+    # The hyperparameters the provider settled on ("auto" resolved), once it says.
+    resolved_hyperparameters: Hyperparameters | None = None
 
     @property
     def terminal(self) -> bool:

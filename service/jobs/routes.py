@@ -155,6 +155,25 @@ async def _build_job(
     )
 
 
+async def start_job(resources: Resources, tenant: str, data: JobCreate) -> Job:
+    """Check a job request (422 naming the field), count it against the tenant's limits, store
+    it and queue its upload: what `POST /v1/jobs` does, for every API that starts jobs."""
+    from service.jobs.transitions import create
+
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    job = await _build_job(resources, tenant, data, request_id)
+    # Counted against the tenant's limits atomically, before the job exists (422 when over).
+    await quotas.reserve(resources.redis, resources.settings, job)
+    try:
+        await create(resources.queue, job)
+    except BaseException:
+        await quotas.release(resources.redis, job, refund=True)
+        raise
+    # Record first, then the work: a lost enqueue is found again by the worker's sweep.
+    await resources.queue.enqueue(UPLOAD_FUNCTION, job.id, job_id=f"upload:{job.id}")
+    return job
+
+
 _job_out_encoder = msgspec.json.Encoder()
 
 
@@ -171,8 +190,6 @@ async def create_job(
     data: JSONBody[JobCreate],
     idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
 ) -> Response[Any]:
-    from service.jobs.transitions import create
-
     keys = IdempotencyKeys(resources.redis)
     request_fingerprint = fingerprint(msgspec.json.encode(data))
     if idempotency_key is not None:
@@ -182,17 +199,7 @@ async def create_job(
                 replay.body, status_code=replay.status_code, media_type="application/json"
             )
     try:
-        request_id = structlog.contextvars.get_contextvars().get("request_id")
-        job = await _build_job(resources, tenant, data, request_id)
-        # Counted against the tenant's limits atomically, before the job exists (422 when over).
-        await quotas.reserve(resources.redis, resources.settings, job)
-        try:
-            await create(resources.queue, job)
-        except BaseException:
-            await quotas.release(resources.redis, job, refund=True)
-            raise
-        # Record first, then the work: a lost enqueue is found again by the worker's sweep.
-        await resources.queue.enqueue(UPLOAD_FUNCTION, job.id, job_id=f"upload:{job.id}")
+        job = await start_job(resources, tenant, data)
     except BaseException:
         if idempotency_key is not None:
             await keys.abandon(tenant, "jobs", idempotency_key)
@@ -232,6 +239,12 @@ async def get_job(resources: UsesResources, tenant: Tenant, job_id: FromPath[str
     summary="Cancel a job (409 once it has ended)",
 )
 async def cancel_job(resources: UsesResources, tenant: Tenant, job_id: FromPath[str]) -> JobOut:
+    return JobOut.of(await request_cancel(resources, tenant, job_id))
+
+
+async def request_cancel(resources: Resources, tenant: str, job_id: str) -> Job:
+    """Cancel the tenant's job: at once before its upstream job exists (nothing is created
+    upstream then), else by the worker. Conflict (`job_finished`) once the job has ended."""
     collection = jobs(resources.redis)
     job = await collection.get_for(tenant, job_id)
     if job.terminal:
@@ -250,7 +263,7 @@ async def cancel_job(resources: UsesResources, tenant: Tenant, job_id: FromPath[
                         queue, job.id, "cancelled", message="Cancelled before any upstream job"
                     )
                     log.info("job.cancel_requested", job=job.id, upstream=False)
-                    return JobOut.of(job)
+                    return job
         except TimeoutError:
             pass  # a create is slow: the worker cancels whatever it created (cancel_requested)
         except InvalidTransition:
@@ -268,7 +281,7 @@ async def cancel_job(resources: UsesResources, tenant: Tenant, job_id: FromPath[
     )
     await queue.enqueue(CANCEL_FUNCTION, job.id, job_id=f"cancel:{job.id}")
     log.info("job.cancel_requested", job=job.id, upstream=True)
-    return JobOut.of(job)
+    return job
 
 
 @get("/{job_id:str}/events", summary="The job's events, oldest first (SSE with stream=true)")

@@ -131,6 +131,30 @@ async def publish(
     return ids
 
 
+async def publish_to_endpoints(
+    redis: Redis, queue: Queue, *, tenant: str, event_type: str, job_id: str, body: bytes
+) -> list[str]:
+    """Announce `event_type` for a job with a body made by the caller (OpenAI's event, say) to
+    each of the tenant's endpoints that subscribes to it. Returns the message ids; safe to call
+    twice, as `publish` is."""
+    ids = []
+    for endpoint in await _tenant_endpoints(redis, tenant):
+        if endpoint.subscribes(event_type):
+            message_id = await _publish_one(
+                redis,
+                queue,
+                tenant=tenant,
+                job_id=job_id,
+                event_type=event_type,
+                endpoint_id=endpoint.id,
+                url=endpoint.url,
+                secret=endpoint.secret,
+                body=body,
+            )
+            ids.append(message_id)
+    return ids
+
+
 async def _tenant_endpoints(redis: Redis, tenant: str) -> list[WebhookEndpoint]:
     collection = endpoints(redis)
     ids = [

@@ -27,8 +27,18 @@ JOB_EVENTS: tuple[str, ...] = (
     "job.failed",
     "job.cancelled",
 )
+# OpenAI's own event names, in OpenAI's body (`service.webhooks.openai_form`): sent only to the
+# endpoints that name them, never through "*", whose receivers expect Burro's body.
+OPENAI_JOB_EVENTS: tuple[str, ...] = (
+    "fine_tuning.job.succeeded",
+    "fine_tuning.job.failed",
+    "fine_tuning.job.cancelled",
+)
 EventFilter = Literal[
     "*",
+    "fine_tuning.job.succeeded",
+    "fine_tuning.job.failed",
+    "fine_tuning.job.cancelled",
     "job.*",
     "job.pending",
     "job.uploading",
@@ -60,6 +70,8 @@ class WebhookEndpoint(msgspec.Struct, frozen=True, kw_only=True):
 
     def subscribes(self, event_type: str) -> bool:
         """True when `event_type` (`job.succeeded`) is one this endpoint asked for."""
+        if event_type in OPENAI_JOB_EVENTS:
+            return event_type in self.events
         family = event_type.partition(".")[0] + ".*"
         return any(e in ("*", family, event_type) for e in self.events)
 
@@ -126,7 +138,8 @@ class WebhookEndpointCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_un
 
     url: Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
     events: Annotated[list[EventFilter], msgspec.Meta(max_length=32)] = []
-    """Event names, `job.*` or `*`; empty means every event."""
+    """Event names, `job.*` or `*`; empty means every `job.` event. OpenAI's names
+    (`fine_tuning.job.succeeded`, `.failed`, `.cancelled`) bring OpenAI's event body."""
     description: Annotated[str, msgspec.Meta(max_length=512)] = ""
 
 

@@ -108,6 +108,9 @@ def _seed_records(url: str) -> dict[str, str]:
         "dataset_id": dataset_id,
         "job_id": job.json()["id"],
         "endpoint_id": endpoint.json()["id"],
+        # The same records seen through OpenAI's files and fine-tuning API.
+        "file_id": dataset_id,
+        "fine_tuning_job_id": job.json()["id"],
     }
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
+from openai.types.fine_tuning import FineTuningJob
 
 from service.settings import Settings
 from tests.support.data import BASE_MODEL, JSONL_HEADERS, chat_file
@@ -50,5 +52,18 @@ def job_status(
     def reached() -> dict[str, Any] | None:
         job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").json()
         return job if job["status"] in wanted else None
+
+    return wait_for(reached, timeout=timeout, what=f"{job_id} to be {' or '.join(wanted)}")
+
+
+def fine_tuning_job_status(
+    sdk: openai.OpenAI, job_id: str, *statuses: str, timeout: float = 60.0
+) -> FineTuningJob:
+    """As `job_status`, through OpenAI's fine-tuning API with the official SDK."""
+    wanted = statuses or TERMINAL
+
+    def reached() -> FineTuningJob | None:
+        job = sdk.fine_tuning.jobs.retrieve(job_id)
+        return job if job.status in wanted else None
 
     return wait_for(reached, timeout=timeout, what=f"{job_id} to be {' or '.join(wanted)}")

@@ -22,6 +22,8 @@ from service.store import now
 
 # The base model tests fine-tune: in the shipped model table, with supervised and dpo.
 BASE_MODEL = "gpt-4.1-mini-2025-04-14"
+# The model OpenAI's fine-tuning tutorial names: an alias in the shipped model table.
+TUTORIAL_MODEL = "gpt-4o-mini"
 JSONL_HEADERS = {"Content-Type": "application/jsonl"}
 SYSTEM_PROMPT = "You are Burro, a helpful donkey."
 GREETING = "Hola burro! Cómo estás?"

@@ -315,6 +315,13 @@ def sdk(burro_url: str) -> Iterator[openai.OpenAI]:
         yield client
 
 
+@pytest.fixture
+def other_sdk(burro_url: str) -> Iterator[openai.OpenAI]:
+    """The official openai SDK pointed at Burro, as tenant 'globex'."""
+    with tenant_sdk(burro_url, "globex") as client:
+        yield client
+
+
 # --- Workers ---------------------------------------------------------------------------------
 
 
@@ -342,6 +349,12 @@ def worker(settings: Settings) -> Iterator[MakeWorker]:
             errors.append(exc)
     if errors:
         raise errors[0]
+
+
+@pytest.fixture
+def running_worker(worker: MakeWorker) -> BurroWorker:
+    """A worker running in the background for the whole test (stopped at its end)."""
+    return worker(burst=False).start()
 
 
 SpawnWorker = Callable[..., Any]

@@ -8,8 +8,7 @@ import pytest
 
 from service.settings import Settings
 from tests.support.api import upload_dataset
-from tests.support.fixtures import MakeWorker, with_sandbox
-from tests.support.workers import BurroWorker
+from tests.support.fixtures import with_sandbox
 
 
 @pytest.fixture
@@ -21,9 +20,3 @@ def settings(settings: Settings, sandbox_url: str) -> Settings:
 def dataset(client: httpx.Client) -> str:
     """Acme's dataset of 12 chat examples."""
     return upload_dataset(client)
-
-
-@pytest.fixture
-def running_worker(worker: MakeWorker) -> BurroWorker:
-    """A worker running in the background for the whole test (stopped at its end)."""
-    return worker(burst=False).start()
