@@ -26,6 +26,13 @@ from redis.asyncio import Redis
 
 from service.context import Resources, Tenant, UsesResources, provide_tenant
 from service.datasets.checks import DatasetReport
+from service.datasets.names import (
+    InvalidName,
+    check_name,
+    content_disposition,
+    download_name,
+    uploaded_file_name,
+)
 from service.datasets.records import Dataset, content_path
 from service.datasets.routes import check_upload, datasets, remove_dataset, store_dataset
 from service.errors import Conflict
@@ -75,6 +82,18 @@ class FileUploadOperation(Operation):
             self.request_body = _UPLOAD_BODY
 
 
+def _file_name(filename: str | None) -> str:
+    """The upload's file name as the dataset's name, by the datasets' rules (its last path
+    part; no control characters or separators): a 400 on `file` otherwise."""
+    if not filename:
+        return "file.jsonl"
+    try:
+        return check_name(uploaded_file_name(filename))
+    except InvalidName as exc:
+        message = f"Invalid file name: {exc.detail.removeprefix('name: ')}"
+        raise invalid_request(message, param="file", code="invalid_file_name") from None
+
+
 def _invalid_file_message(report: DatasetReport) -> str:
     named = "; ".join(
         f"line {e.line}: {e.code} ({e.message})" if e.line else f"{e.code} ({e.message})"
@@ -114,7 +133,7 @@ async def create_file(
             )
         if not report.valid:
             raise invalid_request(_invalid_file_message(report), param="file", code="invalid_file")
-        name = intake.filename or "file.jsonl"
+        name = _file_name(intake.filename)
         dataset, created = await store_dataset(resources, tenant, name, report, intake)
     finally:
         intake.discard()
@@ -318,8 +337,9 @@ async def file_content(
     if isinstance(found, Dataset):
         return File(
             path=content_path(resources.settings.data_dir, found.id),
-            filename=found.name,
+            filename=download_name(found.name),
             media_type="application/octet-stream",
+            headers={"content-disposition": content_disposition(found.name)},
         )
     rows = (await load_metrics(resources.redis, found.id)).data
     return Response(results.encoded_results(rows), media_type="application/octet-stream")

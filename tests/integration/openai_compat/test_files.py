@@ -82,6 +82,33 @@ def test_an_upload_without_a_purpose_is_a_400_naming_it(client: httpx.Client) ->
     assert response.json()["error"]["type"] == "invalid_request_error"
 
 
+# (Control characters cannot be tried here: httpx percent-encodes them in a part's file name.)
+@pytest.mark.parametrize("name", ["x" * 256, "evil\u202elsnoj.exe", ".."])
+def test_a_file_name_the_datasets_refuse_is_a_400_on_file_and_nothing_is_stored(
+    sdk: openai.OpenAI, name: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        sdk.files.create(file=(name, chat_file()), purpose="fine-tune")
+
+    assert caught.value.param == "file"
+    assert caught.value.code == "invalid_file_name"
+    assert sdk.files.list().data == []
+
+
+def test_a_file_sent_with_a_path_keeps_its_last_part_and_downloads_with_a_safe_name(
+    sdk: openai.OpenAI, client: httpx.Client
+) -> None:
+    uploaded = sdk.files.create(
+        file=("C:\\Users\\me\\burro “donkey”.jsonl", chat_file()), purpose="fine-tune"
+    )
+
+    assert uploaded.filename == "burro “donkey”.jsonl"
+    download = client.get(f"/v1/files/{uploaded.id}/content")
+    disposition = download.headers["content-disposition"]
+    assert "filename*=UTF-8''burro%20%E2%80%9Cdonkey%E2%80%9D.jsonl" in disposition
+    assert 'filename="burro _donkey_.jsonl"' in disposition
+
+
 def test_files_list_newest_first_by_pages_with_after_in_either_order(
     sdk: openai.OpenAI,
 ) -> None:
