@@ -68,12 +68,13 @@ def test_a_deeply_nested_body_is_a_400_problem(
 
 
 @pytest.mark.parametrize("deep", [DEEP_ARRAY, DEEP_OBJECT], ids=["arrays", "objects"])
-def test_a_deeply_nested_chat_body_is_a_400_in_openais_shape(
-    client: httpx.Client, deep: str
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/fine_tuning/jobs"])
+def test_a_deeply_nested_body_on_openais_paths_is_a_400_in_openais_shape(
+    client: httpx.Client, path: str, deep: str
 ) -> None:
     # Raw, not through the openai SDK: its json.dumps cannot encode a body this deep.
     raw = client.post(
-        "/v1/chat/completions",
+        path,
         content='{"model": "donkey", "messages": ' + deep + "}",
         headers={"Content-Type": "application/json"},
     )
