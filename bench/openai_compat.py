@@ -108,7 +108,8 @@ def http(client: httpx.Client, n: int) -> dict[str, list[float]]:
             started = time.perf_counter()
             response = client.get(path, params={"limit": 100})
             times[path].append(time.perf_counter() - started)
-            assert response.status_code == 200 and len(response.json()["data"]) == 100
+            assert response.status_code == 200, response.text
+            assert len(response.json()["data"]) == 100
     return times
 
 
