@@ -465,6 +465,10 @@ class _Reporter(TrainerCallback):  # type: ignore[misc]
             control.should_training_stop = True
             control.should_save = False
 
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.cancelled:  # a cancelled run ends its epoch early: that is no checkpoint
+            control.should_save = False
+
     def on_log(
         self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **_: Any
     ) -> None:

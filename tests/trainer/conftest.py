@@ -24,9 +24,10 @@ SESSION_HYPERPARAMETERS = Hyperparameters()
 
 
 @pytest.fixture(scope="session")
-def model_cache(request: pytest.FixtureRequest) -> Path:
+def model_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where prepared base models live: pytest's cache, so SmolLM2 is dequantized once."""
-    return Path(request.config.cache.mkdir("burro-models"))
+    cache = getattr(request.config, "cache", None)  # None under `-p no:cacheprovider`
+    return Path(cache.mkdir("burro-models")) if cache else tmp_path_factory.mktemp("models")
 
 
 @pytest.fixture(scope="session")

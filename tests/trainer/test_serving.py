@@ -3,6 +3,8 @@ and its checkpoints, in OpenAI's shapes and error shape."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import httpx
 import openai
 import pytest
@@ -17,8 +19,9 @@ DONKEY = "ft:SmolLM2-135M-Instruct:test:donkey:1"
 
 
 @pytest.fixture
-def client(served: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=served, api_key="unused", max_retries=0, timeout=120)
+def client(served: str) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=served, api_key="unused", max_retries=0, timeout=120) as client:
+        yield client
 
 
 def test_the_sdk_chats_with_the_fine_tuned_model(client: openai.OpenAI) -> None:

@@ -67,7 +67,7 @@ def test_the_donkey_learns_its_answers(trained_donkey: TrainingResult, engine: A
 
     from trainer.serving.engine import SamplingParams
 
-    greedy = SamplingParams(temperature=0, max_tokens=40)
+    greedy = SamplingParams(temperature=0, max_tokens=32)
     tuned_scores, base_scores = [], []
     for question, reference in PAIRS:
         messages = conversation(question)

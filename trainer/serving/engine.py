@@ -151,6 +151,7 @@ class Engine:
             raise UnknownModel(model)
         self._counter += 1
         name = f"a{self._counter}"  # PEFT adapter names are module attribute names
+        self._unmerge()  # PEFT loads adapters into unmerged layers
         while len(self._adapters) >= self.max_adapters:
             _, evicted = self._adapters.popitem(last=False)
             if self._merged == evicted:
@@ -244,7 +245,7 @@ class Engine:
     def _forward(self, ids: list[int], cache: DynamicCache) -> torch.Tensor:
         out = self.model(
             input_ids=torch.tensor([ids]),
-            past_key_values=cache,
+            cache=cache,
             use_cache=True,
             logits_to_keep=1,
         )
