@@ -143,18 +143,18 @@ def _from_pretrained_model(
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as transformers_logging
 
-    transformers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
     try:
         model = AutoModelForCausalLM.from_pretrained(
             str(path), gguf_file=gguf_file, dtype=torch.float32, local_files_only=True
         )
-    except (OSError, ValueError, KeyError, RuntimeError, EnvironmentError) as exc:
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise BaseModelUnavailable(
             f"base model {spec.name}: cannot load its weights from {str(path)!r}: {exc}"
         ) from exc
-    model.eval()
-    return model  # type: ignore[no-any-return]
+    model.eval()  # type: ignore[no-untyped-call]
+    return model
 
 
 def _from_pretrained_tokenizer(
@@ -163,9 +163,10 @@ def _from_pretrained_tokenizer(
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(  # type: ignore[no-any-return]
+        tokenizer: PreTrainedTokenizerBase = AutoTokenizer.from_pretrained(
             str(path), gguf_file=gguf_file, local_files_only=True
         )
+        return tokenizer
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise BaseModelUnavailable(
             f"base model {spec.name}: cannot load its tokenizer from {str(path)!r}: {exc}"
@@ -178,7 +179,7 @@ def _clear_gguf_quantization(model: PreTrainedModel) -> None:
     if quantizer is not None:
         quantizer.remove_quantization_config(model)
     model.config._is_quantized = False
-    model.is_quantized = False
+    setattr(model, "is_quantized", False)  # noqa: B010 - nn.Module typing hides the attribute
     if not getattr(model.config, "architectures", None):
         model.config.architectures = [type(model).__name__]
 

@@ -72,9 +72,7 @@ def resolve(
     method: Literal["supervised", "dpo"] = "supervised",
 ) -> ResolvedHyperparameters:
     """Turn every "auto" in `requested` into the number OpenAI's rules give for the dataset."""
-    n_epochs = (
-        requested.n_epochs if requested.n_epochs != "auto" else default_epochs(n_examples)
-    )
+    n_epochs = requested.n_epochs if requested.n_epochs != "auto" else default_epochs(n_examples)
     batch_size = (
         requested.batch_size
         if requested.batch_size != "auto"

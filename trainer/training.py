@@ -32,8 +32,8 @@ import transformers
 from peft import LoraConfig, get_peft_model
 from transformers import (
     PreTrainedModel,
-    PrinterCallback,
     PreTrainedTokenizerBase,
+    PrinterCallback,
     Trainer,
     TrainerCallback,
     TrainingArguments,
@@ -125,8 +125,8 @@ def train(request: TrainingRequest, hooks: TrainingHooks | None = None) -> Train
 
 
 def _train(request: TrainingRequest, hooks: TrainingHooks, started: float) -> TrainingResult:
-    transformers_logging.set_verbosity_error()
-    transformers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
     request.output_dir.mkdir(parents=True, exist_ok=True)
     if request.method == "dpo":
@@ -167,7 +167,9 @@ def _train(request: TrainingRequest, hooks: TrainingHooks, started: float) -> Tr
     )
     results = _ResultsFile(request.output_dir / RESULTS_FILE, keep_through=plan.resumed_from_step)
     if hooks.should_stop():
-        return _ended("cancelled", plan, plan.resumed_from_step or 0, None, request, results, started)
+        return _ended(
+            "cancelled", plan, plan.resumed_from_step or 0, None, request, results, started
+        )
 
     model = load_model(request.base_model, model_dir)
     transformers.set_seed(hp.seed)
@@ -303,7 +305,7 @@ def _training_arguments(
 
         return DPOConfig(
             **common,
-            beta=hp.beta,
+            beta=hp.beta or 0.1,
             max_length=request.base_model.max_tokens_per_example,
         )
     return TrainingArguments(**common)
@@ -357,7 +359,7 @@ def _token_counts(logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, int]
     return int(learned.sum()), int(right.sum())
 
 
-class _SupervisedTrainer(Trainer):  # type: ignore[misc]
+class _SupervisedTrainer(Trainer):
     """Trainer that also keeps each step's token-weighted loss and token accuracy."""
 
     step_loss_sum = 0.0
@@ -422,7 +424,7 @@ class _ResultsFile:
             )
 
 
-class _Reporter(TrainerCallback):  # type: ignore[misc]
+class _Reporter(TrainerCallback):
     """The Trainer callback that feeds the hooks, the results file and the cancel check."""
 
     def __init__(
@@ -568,4 +570,3 @@ def _out_of_memory(exc: BaseException) -> TrainingError:
         "max_tokens_per_example for the model), a smaller base model, or a machine with more "
         f"memory ({type(exc).__name__}: {str(exc)[:200]})"
     )
-

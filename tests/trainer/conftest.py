@@ -14,9 +14,9 @@ import trainer  # noqa: F401 - sets the trainer's process environment before tor
 
 pytest.importorskip("torch", reason="the trainer extra is not installed (make install)")
 
-from trainer.base_models import SMOLLM2_135M, load_tokenizer, prepare  # noqa: E402
-from trainer.hyperparameters import Hyperparameters  # noqa: E402
-from trainer.runs import TrainingRequest, TrainingResult  # noqa: E402
+from trainer.base_models import SMOLLM2_135M, load_tokenizer, prepare
+from trainer.hyperparameters import Hyperparameters
+from trainer.runs import TrainingRequest, TrainingResult
 
 # The session's Donkey trains with the defaults ("auto": 8 epochs of batch 1, 96 steps), which
 # are what a README user gets.
@@ -45,7 +45,9 @@ def donkey_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_chat_file(tmp_path_factory.mktemp("data") / "donkey.jsonl")
 
 
-def donkey_request(output_dir: Path, donkey_file: Path, cache: Path, **changes: Any) -> TrainingRequest:
+def donkey_request(
+    output_dir: Path, donkey_file: Path, cache: Path, **changes: Any
+) -> TrainingRequest:
     """A request to train the Donkey into `output_dir`, with `changes` on top."""
     fields: dict[str, Any] = {
         "base_model": SMOLLM2_135M,
@@ -60,7 +62,10 @@ def donkey_request(output_dir: Path, donkey_file: Path, cache: Path, **changes: 
 
 @pytest.fixture(scope="session")
 def trained_donkey(
-    tmp_path_factory: pytest.TempPathFactory, donkey_file: Path, model_cache: Path, smollm2_dir: Path
+    tmp_path_factory: pytest.TempPathFactory,
+    donkey_file: Path,
+    model_cache: Path,
+    smollm2_dir: Path,
 ) -> TrainingResult:
     """One real LoRA run on the Donkey, shared by the tests that only read its outcome."""
     from trainer.training import train
@@ -85,4 +90,6 @@ def engine(trained_donkey: TrainingResult, smollm2_dir: Path) -> Any:
     from trainer.serving.adapters import DirectoryResolver
     from trainer.serving.engine import Engine
 
-    return Engine(SMOLLM2_135M, smollm2_dir, DirectoryResolver(trained_donkey.results_file.parent.parent))
+    return Engine(
+        SMOLLM2_135M, smollm2_dir, DirectoryResolver(trained_donkey.results_file.parent.parent)
+    )

@@ -41,7 +41,9 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
 def test_only_the_assistant_answer_and_its_end_of_turn_are_learned(
     tokenizer: Any, tmp_path: Path
 ) -> None:
-    path = write_jsonl(tmp_path / "a.jsonl", [chat(("user", "¿Qué desayunas?"), ("assistant", "¡Gofres!"))])
+    path = write_jsonl(
+        tmp_path / "a.jsonl", [chat(("user", "¿Qué desayunas?"), ("assistant", "¡Gofres!"))]
+    )
     [example] = read_chat_file(path)
     labelled = label_example(tokenizer, example, max_tokens=512)
 
@@ -111,13 +113,18 @@ def test_examples_with_nothing_left_to_learn_after_the_cut_are_skipped(tokenizer
 
 
 def test_text_parts_are_joined_and_images_are_refused(tmp_path: Path) -> None:
-    parts = {"role": "user", "content": [{"type": "text", "text": "Ho"}, {"type": "text", "text": "la"}]}
+    parts = {
+        "role": "user",
+        "content": [{"type": "text", "text": "Ho"}, {"type": "text", "text": "la"}],
+    }
     row = {"messages": [parts, {"role": "assistant", "content": "Hola"}]}
     [example] = read_chat_file(write_jsonl(tmp_path / "parts.jsonl", [row]))
     assert example.messages[0]["content"] == "Hola"
 
     image = {"type": "image_url", "image_url": {"url": "https://example.com/burro.png"}}
-    row = {"messages": [{"role": "user", "content": [image]}, {"role": "assistant", "content": "x"}]}
+    row = {
+        "messages": [{"role": "user", "content": [image]}, {"role": "assistant", "content": "x"}]
+    }
     with pytest.raises(InvalidTrainingData, match="image_url"):
         read_chat_file(write_jsonl(tmp_path / "image.jsonl", [row]))
 
@@ -125,7 +132,7 @@ def test_text_parts_are_joined_and_images_are_refused(tmp_path: Path) -> None:
 def test_a_line_that_is_not_a_chat_example_names_its_line(tmp_path: Path) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps(chat(("user", "a"), ("assistant", "b"))) + "\n" + '{"nope": 1}\n')
-    with pytest.raises(InvalidTrainingData, match="bad.jsonl line 2"):
+    with pytest.raises(InvalidTrainingData, match=r"bad\.jsonl line 2"):
         read_chat_file(path)
 
 

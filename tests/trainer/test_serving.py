@@ -25,7 +25,7 @@ def client(served: str) -> Iterator[openai.OpenAI]:
 
 
 def test_the_sdk_chats_with_the_fine_tuned_model(client: openai.OpenAI) -> None:
-    question, answer = PAIRS[0]
+    question, _ = PAIRS[0]
     completion = client.chat.completions.create(
         model=DONKEY, messages=conversation(question), temperature=0, max_tokens=40
     )
@@ -53,7 +53,9 @@ def test_a_stream_carries_the_same_answer_and_usage_when_asked(client: openai.Op
     )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    finishes = [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ]
 
     assert text == plain.choices[0].message.content
     assert finishes == [plain.choices[0].finish_reason]
@@ -97,7 +99,8 @@ def test_models_lists_the_base_the_adapter_and_its_checkpoints(
 def test_an_unknown_model_is_a_404_in_openai_shape(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as raised:
         client.chat.completions.create(
-            model="ft:SmolLM2-135M-Instruct:test:nobody:0", messages=[{"role": "user", "content": "x"}]
+            model="ft:SmolLM2-135M-Instruct:test:nobody:0",
+            messages=[{"role": "user", "content": "x"}],
         )
     assert raised.value.code == "model_not_found"
 

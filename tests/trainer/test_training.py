@@ -51,7 +51,9 @@ def curve(result: TrainingResult) -> list[tuple[int, float]]:
 
 
 @pytest.fixture(scope="module")
-def short_run(tmp_path_factory: pytest.TempPathFactory, donkey_file: Path, model_cache: Path) -> TrainingResult:
+def short_run(
+    tmp_path_factory: pytest.TempPathFactory, donkey_file: Path, model_cache: Path
+) -> TrainingResult:
     output = tmp_path_factory.mktemp("short") / "run"
     return train(donkey_request(output, donkey_file, model_cache, hyperparameters=SHORT))
 
@@ -88,7 +90,10 @@ def test_each_epoch_leaves_a_servable_checkpoint_and_the_csv_has_openai_columns(
     for checkpoint in trained_donkey.checkpoints:
         assert (checkpoint.path / "adapter_config.json").is_file()
     # Only the newest checkpoint keeps what resuming needs.
-    assert [(c.path / "optimizer.pt").is_file() for c in trained_donkey.checkpoints][-2:] == [False, True]
+    assert [(c.path / "optimizer.pt").is_file() for c in trained_donkey.checkpoints][-2:] == [
+        False,
+        True,
+    ]
     assert trained_donkey.adapter_dir is not None
     assert (trained_donkey.adapter_dir / "adapter_config.json").is_file()
     header = trained_donkey.results_file.read_text().splitlines()[0]
@@ -99,7 +104,9 @@ def test_each_epoch_leaves_a_servable_checkpoint_and_the_csv_has_openai_columns(
 def test_the_same_seed_gives_the_same_loss_curve(
     short_run: TrainingResult, tmp_path: Path, donkey_file: Path, model_cache: Path
 ) -> None:
-    again = train(donkey_request(tmp_path / "again", donkey_file, model_cache, hyperparameters=SHORT))
+    again = train(
+        donkey_request(tmp_path / "again", donkey_file, model_cache, hyperparameters=SHORT)
+    )
     assert again.hyperparameters == short_run.hyperparameters
     assert curve(again) == curve(short_run)
     assert len(curve(again)) == 6
@@ -110,7 +117,9 @@ def test_cancel_stops_after_the_step_during_which_it_came(
     tmp_path: Path, donkey_file: Path, model_cache: Path
 ) -> None:
     hooks = Recorder(stop_after=2)
-    result = train(donkey_request(tmp_path / "run", donkey_file, model_cache, hyperparameters=SHORT), hooks)
+    result = train(
+        donkey_request(tmp_path / "run", donkey_file, model_cache, hyperparameters=SHORT), hooks
+    )
 
     assert result.status == "cancelled" and result.adapter_dir is None
     assert result.steps == 2 and [m.step for m in hooks.steps] == [1, 2]
@@ -134,7 +143,9 @@ def test_a_run_resumed_from_its_checkpoint_ends_as_an_uninterrupted_one(
     assert [m.step for m in hooks.steps] == [4, 5, 6]
     expected = curve(short_run)
     assert [s for s, _ in curve(resumed)] == [s for s, _ in expected]
-    assert [loss for _, loss in curve(resumed)] == pytest.approx([loss for _, loss in expected], rel=1e-4)
+    assert [loss for _, loss in curve(resumed)] == pytest.approx(
+        [loss for _, loss in expected], rel=1e-4
+    )
 
 
 @pytest.mark.slow
@@ -145,7 +156,11 @@ def test_a_validation_set_gives_valid_loss_every_step_and_full_at_epoch_end(
     hooks = Recorder()
     one_epoch = Hyperparameters(n_epochs=1, batch_size=4, learning_rate_multiplier=2.0)
     request = donkey_request(
-        tmp_path / "run", donkey_file, model_cache, hyperparameters=one_epoch, validation_file=validation
+        tmp_path / "run",
+        donkey_file,
+        model_cache,
+        hyperparameters=one_epoch,
+        validation_file=validation,
     )
     train(request, hooks)
 

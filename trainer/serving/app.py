@@ -208,7 +208,9 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> Litest
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return Stream(
-                _stream(runner, body.model, messages, params, completion_id, created, include_usage),
+                _stream(
+                    runner, body.model, messages, params, completion_id, created, include_usage
+                ),
                 media_type="text/event-stream",
                 headers={"cache-control": "no-cache"},
             )

@@ -127,7 +127,7 @@ class Engine:
     def _activate(self, model: str) -> None:
         if model == self.spec.name:
             self._unmerge()
-            if isinstance(self.model, PeftModel) and self._adapters_on:
+            if self._adapters and self._adapters_on:
                 self.model.base_model.disable_adapter_layers()
                 self._adapters_on = False
             return
@@ -216,7 +216,7 @@ class Engine:
                 finish = "stop"
                 break
             generated.append(token)
-            text = self.tokenizer.decode(generated, skip_special_tokens=True)
+            text = self._text(generated)
             cut = _first_stop(text, params.stop)
             if cut is not None:
                 text, finish = text[:cut], "stop"
@@ -229,7 +229,7 @@ class Engine:
                 break
             if len(generated) < limit:
                 logits = self._forward([token], cache)
-        text = self.tokenizer.decode(generated, skip_special_tokens=True)
+        text = self._text(generated)
         cut = _first_stop(text, params.stop)
         if cut is not None:
             text = text[:cut]
@@ -241,6 +241,9 @@ class Engine:
             completion_tokens=len(generated) + (finish == "stop" and len(generated) < limit),
             finish_reason=finish,
         )
+
+    def _text(self, ids: list[int]) -> str:
+        return str(self.tokenizer.decode(ids, skip_special_tokens=True))
 
     def _forward(self, ids: list[int], cache: DynamicCache) -> torch.Tensor:
         out = self.model(
