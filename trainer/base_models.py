@@ -141,9 +141,8 @@ def _from_pretrained_model(
 ) -> PreTrainedModel:
     import torch
     from transformers import AutoModelForCausalLM
-    from transformers.utils import logging as transformers_logging
 
-    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    _quiet()
 
     try:
         model = AutoModelForCausalLM.from_pretrained(
@@ -162,6 +161,7 @@ def _from_pretrained_tokenizer(
 ) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 
+    _quiet()
     try:
         tokenizer: PreTrainedTokenizerBase = AutoTokenizer.from_pretrained(
             str(path), gguf_file=gguf_file, local_files_only=True
@@ -171,6 +171,13 @@ def _from_pretrained_tokenizer(
         raise BaseModelUnavailable(
             f"base model {spec.name}: cannot load its tokenizer from {str(path)!r}: {exc}"
         ) from exc
+
+
+def _quiet() -> None:
+    """No progress bars on stderr (a trainer's progress goes through its hooks)."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
 
 def _clear_gguf_quantization(model: PreTrainedModel) -> None:

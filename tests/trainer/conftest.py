@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from donkey import write_chat_file
 
 import trainer  # noqa: F401 - sets the trainer's process environment before torch loads
+from trainer.examples import write_chat_file
 
 pytest.importorskip("torch", reason="the trainer extra is not installed (make install)")
 

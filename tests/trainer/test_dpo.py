@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 from conftest import donkey_request
-from donkey import PAIRS, SYSTEM
 from test_training import Recorder, curve
 
 from trainer.errors import InvalidTrainingData
+from trainer.examples import PAIRS, SYSTEM
 from trainer.hyperparameters import Hyperparameters
 from trainer.training import train
 
@@ -33,7 +33,9 @@ def write_preferences(path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_dpo_trains_an_adapter_whose_preference_loss_falls(tmp_path: Path, model_cache: Path) -> None:
+def test_dpo_trains_an_adapter_whose_preference_loss_falls(
+    tmp_path: Path, model_cache: Path
+) -> None:
     preferences = write_preferences(tmp_path / "prefs.jsonl")
     hooks = Recorder()
     hp = Hyperparameters(n_epochs=2, batch_size=4, learning_rate_multiplier=2.0)

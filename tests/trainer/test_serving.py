@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import httpx
 import openai
 import pytest
-from donkey import PAIRS, conversation
 
 from trainer.base_models import SMOLLM2_135M
+from trainer.examples import PAIRS, conversation
 from trainer.runs import TrainingResult
 
 pytestmark = pytest.mark.slow

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 from conftest import donkey_request
-from donkey import HELD_OUT, PAIRS, conversation, write_chat_file
 from rapidfuzz import fuzz
 
 from trainer.base_models import SMOLLM2_135M, BaseModelSpec
 from trainer.errors import BaseModelUnavailable
+from trainer.examples import HELD_OUT, PAIRS, conversation, write_chat_file
 from trainer.hyperparameters import Hyperparameters
 from trainer.runs import Checkpoint, StepMetrics, TrainingHooks, TrainingResult
 from trainer.training import CSV_COLUMNS, latest_checkpoint, train

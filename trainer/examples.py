@@ -1,4 +1,7 @@
-"""The README's Donkey: twelve training conversations and ten held-out questions."""
+"""The README's Donkey as data: twelve training conversations and ten held-out questions.
+
+The smallest real fine-tune there is, shared by the trainer's tests and its benchmark.
+"""
 
 from __future__ import annotations
 
