@@ -106,6 +106,9 @@ def run_plain(data: Path, out: Path) -> dict[str, Any]:
         max_length=SMOLLM2_135M.max_tokens_per_example,
         activation_checkpointing=False,
         use_cpu=not torch.cuda.is_available(),
+        # TRL's configs default to bf16 autocast; Burro trains in float32 on a CPU, so the
+        # script is told the same (otherwise its losses differ from the first step on).
+        bf16=False,
     )
     set_seed(SEED)
     sft = SFTTrainer(
@@ -257,8 +260,9 @@ def main() -> None:
             result = spawn(mode, data, work / f"{mode}-{i}", args.threads)
             runs[mode].append(result)
             print(
-                f"{mode:>5} run {i + 1}: {result['seconds']:.1f} s, final loss "
-                f"{result['losses'][-1]:.4f}, peak RSS {result['peak_rss_mb']:.0f} MB, "
+                f"{mode:>5} run {i + 1}: {result['seconds']:.1f} s, first/final loss "
+                f"{result['losses'][0]:.5f}/"
+                f"{result['losses'][-1]:.5f}, peak RSS {result['peak_rss_mb']:.0f} MB, "
                 f"{result['threads']} threads",
                 flush=True,
             )

@@ -177,7 +177,7 @@ def _train(request: TrainingRequest, hooks: TrainingHooks, started: float) -> Tr
     reporter = _Reporter(hooks, plan, results, validation, tokenizer, model)
     args = _training_arguments(request, hp, micro, accumulation)
     if request.method == "dpo":
-        trainer = _dpo_trainer(model, tokenizer, args, preference_rows, hp, limit)
+        trainer = _dpo_trainer(model, tokenizer, args, preference_rows, reporter)
     else:
         assert labelled is not None
         trainer = _SupervisedTrainer(
@@ -188,9 +188,7 @@ def _train(request: TrainingRequest, hooks: TrainingHooks, started: float) -> Tr
             processing_class=tokenizer,
             callbacks=[reporter],
         )
-        reporter.trainer = trainer
-    if request.method == "dpo":
-        trainer.add_callback(reporter)
+        reporter.trainer = trainer  # supervised steps report the trainer's own figures
     trainer.remove_callback(PrinterCallback)  # the hooks report progress, not stdout
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     if reporter.cancelled:
@@ -319,14 +317,19 @@ def _dpo_trainer(
     tokenizer: PreTrainedTokenizerBase,
     args: Any,
     rows: list[PreferenceExample],
-    hp: ResolvedHyperparameters,
-    limit: int,
+    reporter: TrainerCallback,
 ) -> Any:
     from datasets import Dataset
     from trl import DPOTrainer  # TRL is loaded only for DPO runs
 
     dataset = Dataset.from_list([msgspec.structs.asdict(r) for r in rows])
-    return DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    return DPOTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=[reporter],
+    )
 
 
 def _as_rows(examples: list[LabelledExample]) -> list[dict[str, list[int]]]:
