@@ -40,6 +40,7 @@ from transformers import (
 )
 from transformers.utils import logging as transformers_logging
 
+from sandbox.training import CSV_COLUMNS as OPENAI_RESULT_COLUMNS
 from trainer.base_models import load_model, load_tokenizer, prepare
 from trainer.data import (
     IGNORE_INDEX,
@@ -64,17 +65,8 @@ from trainer.runs import (
 
 __all__ = ["CSV_COLUMNS", "latest_checkpoint", "train"]
 
-# OpenAI's result file (the columns Burro's sandbox mirrors).
-CSV_COLUMNS = (
-    "step",
-    "train_loss",
-    "train_accuracy",
-    "valid_loss",
-    "valid_mean_token_accuracy",
-    "train_mean_token_accuracy",
-    "full_valid_loss",
-    "full_valid_mean_token_accuracy",
-)
+# OpenAI's result file, column for column as the sandbox writes it.
+CSV_COLUMNS = tuple(OPENAI_RESULT_COLUMNS.split(","))
 RESULTS_FILE = "step_metrics.csv"
 RUN_FILE = "run.json"
 ADAPTER_DIR = "adapter"

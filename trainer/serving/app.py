@@ -24,6 +24,7 @@ import msgspec
 from litestar import Litestar, Request, Response, get, post
 from litestar.response import Stream
 
+from sandbox.errors import EXCEPTION_HANDLERS, OpenAIError
 from trainer.serving.engine import Engine, Generation, SamplingParams, UnknownModel
 
 __all__ = ["ServerSettings", "create_app"]
@@ -95,33 +96,7 @@ class ChatRequest(msgspec.Struct):
 _chat_request = msgspec.json.Decoder(ChatRequest)
 
 
-# --- Errors in OpenAI's shape ----------------------------------------------------------------
-
-
-class OpenAIError(Exception):
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        type: str = "invalid_request_error",
-        param: str | None = None,
-        code: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.body = {"message": message, "type": type, "param": param, "code": code}
-        self.headers = headers or {}
-
-
-def _error_response(_: Request[Any, Any, Any], error: OpenAIError) -> Response[Any]:
-    return Response(
-        content=_ENCODE.encode({"error": error.body}),
-        status_code=error.status,
-        media_type="application/json",
-        headers=error.headers,
-    )
+# --- Errors: OpenAI's shape, as the sandbox (Burro's other OpenAI-compatible server) answers --
 
 
 def _model_not_found(model: str) -> OpenAIError:
@@ -266,7 +241,7 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> Litest
 
     return Litestar(
         route_handlers=[chat_completions, list_models, health],
-        exception_handlers={OpenAIError: _error_response},
+        exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=None,
     )
 
