@@ -10,9 +10,9 @@ help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: install
-install: ## Install Burro and its tools (uv, then the locked dependencies)
+install: ## Install Burro, its local trainer (torch, ~6 GB) and its tools: uv, then the lock
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
-	$(UV) sync --locked --python 3.11
+	$(UV) sync --locked --python 3.11 --extra trainer
 
 .PHONY: dev
 dev: install ## Run everything locally: Redis, API, worker, and the sandbox without OPENAI_API_KEY
@@ -88,3 +88,7 @@ bench-load: install ## Mixed traffic from many tenants: API, worker and sandbox 
 .PHONY: bench-upload-memory
 bench-upload-memory: install ## API peak memory during 4 concurrent uploads of 50 MB single-line files
 	$(UV) run python bench/upload_memory.py
+
+.PHONY: bench-train
+bench-train: install ## Benchmark the local trainer against a plain PEFT/TRL script, and its model server
+	$(UV) run python bench/train.py
