@@ -13,8 +13,8 @@ from litestar.di import Provide
 
 from sandbox import chat, faults, files, fine_tuning, uploads, webhooks
 from sandbox.config import SandboxConfig
-from sandbox.errors import EXCEPTION_HANDLERS
 from sandbox.state import Clock, SandboxState
+from service.openai_shapes import exception_handlers
 
 # OpenAI takes files up to 512 MB; parts of an Upload up to 64 MB.
 MAX_BODY_BYTES = 600 * 1024**2
@@ -57,7 +57,7 @@ def create_app(
             faults.router,
         ],
         dependencies={"sandbox": Provide(provide_sandbox, sync_to_thread=False)},
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers=exception_handlers("sandbox"),
         before_request=faults.before_request,
         lifespan=[lifespan],
         request_max_body_size=MAX_BODY_BYTES,

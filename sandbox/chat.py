@@ -14,10 +14,11 @@ from rapidfuzz import fuzz, process, utils
 
 from sandbox import training
 from sandbox.datasets import text_of
-from sandbox.errors import OpenAIError, bad_request
+from sandbox.errors import bad_request
 from sandbox.models_catalog import BASE_CREATED, BASE_MODELS, is_base_model
 from sandbox.state import SandboxState, new_id
 from sandbox.wire import Sandbox
+from service.openai_shapes import ChatChunks, OpenAIError
 
 _BODY = msgspec.json.Decoder(dict[str, Any])
 _ENCODE = msgspec.json.Encoder()
@@ -149,9 +150,16 @@ async def chat_completions(request: Request[Any, Any, Any], sandbox: Sandbox) ->
     created = sandbox.now_int()
     if body.get("stream") is True:
         options = body.get("stream_options")
-        include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        chunks = ChatChunks(
+            completion_id=completion_id,
+            created=created,
+            model=model,
+            include_usage=isinstance(options, dict) and options.get("include_usage") is True,
+            service_tier="default",
+            system_fingerprint="fp_sandbox",
+        )
         return Stream(
-            _chunks(completion_id, created, model, answer, finish_reason, usage, include_usage),
+            _chunks(chunks, answer, finish_reason, usage),
             media_type="text/event-stream",
             headers={"cache-control": "no-cache"},
         )
@@ -181,49 +189,17 @@ async def chat_completions(request: Request[Any, Any, Any], sandbox: Sandbox) ->
 
 
 async def _chunks(
-    completion_id: str,
-    created: int,
-    model: str,
-    answer: str,
-    finish_reason: str,
-    usage: dict[str, Any],
-    include_usage: bool,
+    chunks: ChatChunks, answer: str, finish_reason: str, usage: dict[str, Any]
 ) -> AsyncIterator[bytes]:
-    def chunk(delta: dict[str, Any], finish: str | None) -> bytes:
-        body: dict[str, Any] = {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "service_tier": "default",
-            "system_fingerprint": "fp_sandbox",
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-        }
-        if include_usage:
-            body["usage"] = None
-        return b"data: " + _ENCODE.encode(body) + b"\n\n"
-
-    yield chunk({"role": "assistant", "content": "", "refusal": None}, None)
+    yield chunks.role()
     words = answer.split(" ")
     for start in range(0, len(words), _WORDS_PER_CHUNK):
         piece = " ".join(words[start : start + _WORDS_PER_CHUNK])
         if start + _WORDS_PER_CHUNK < len(words):
             piece += " "
-        yield chunk({"content": piece}, None)
-    yield chunk({}, finish_reason)
-    if include_usage:
-        final = {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "service_tier": "default",
-            "system_fingerprint": "fp_sandbox",
-            "choices": [],
-            "usage": usage,
-        }
-        yield b"data: " + _ENCODE.encode(final) + b"\n\n"
-    yield b"data: [DONE]\n\n"
+        yield chunks.content(piece)
+    for event in chunks.end(finish_reason, usage):
+        yield event
 
 
 def _models(sandbox: SandboxState) -> list[Model]:

@@ -9,9 +9,9 @@ import anyio
 import msgspec
 from litestar import Request, Response, Router, delete, get, post
 
-from sandbox.errors import OpenAIError, error_response
 from sandbox.state import FaultRule, SandboxState
 from sandbox.wire import Sandbox, decode_body, sandbox_of
+from service.openai_shapes import OpenAIError, error_response
 
 
 class FaultIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

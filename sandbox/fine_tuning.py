@@ -12,7 +12,7 @@ from litestar.params import FromPath, FromQuery
 
 from sandbox import training
 from sandbox.datasets import check_dataset
-from sandbox.errors import OpenAIError, bad_request, not_found
+from sandbox.errors import bad_request, not_found
 from sandbox.models_catalog import base_of, can_fine_tune
 from sandbox.records import (
     ACTIVE,
@@ -24,6 +24,7 @@ from sandbox.records import (
 )
 from sandbox.state import SandboxState, new_id
 from sandbox.wire import ListPage, Sandbox, decode_body, page
+from service.openai_shapes import OpenAIError
 
 TRAINING_NOT_AVAILABLE = (
     "OpenAI is winding down the fine-tuning platform and your organization is no longer able "

@@ -25,16 +25,13 @@ from sandbox.records import (
     StoredJob,
 )
 from sandbox.state import FineTunedModel, SandboxState, new_id
+from service.openai_shapes import RESULT_CSV_COLUMNS
 
 # Metrics events per job: OpenAI reports every step; the sandbox samples about this many so a
 # job's event list stays small whatever the dataset size.
 METRICS_EVENTS = 20
 # OpenAI keeps checkpoints of the last three epochs only.
 CHECKPOINT_EPOCHS = 3
-CSV_COLUMNS = (
-    "step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy,"
-    "train_mean_token_accuracy,full_valid_loss,full_valid_mean_token_accuracy"
-)
 _PHASE_END = {"validating_files": 1, "queued": 2, "running": 3}
 
 
@@ -250,7 +247,7 @@ def _progress(sandbox: SandboxState, job: StoredJob, elapsed: float) -> StoredJo
 
 def _results_csv(job: StoredJob) -> bytes:
     per_epoch, _, total = _plan(job)
-    rows = [CSV_COLUMNS]
+    rows = [",".join(RESULT_CSV_COLUMNS)]
     for s in range(1, total + 1):
         m = _metrics(job, s, total)
         valid = job.validation_file is not None

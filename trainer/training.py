@@ -40,7 +40,7 @@ from transformers import (
 )
 from transformers.utils import logging as transformers_logging
 
-from sandbox.training import CSV_COLUMNS as OPENAI_RESULT_COLUMNS
+from service.openai_shapes import RESULT_CSV_COLUMNS
 from trainer.base_models import load_model, load_tokenizer, prepare
 from trainer.data import (
     IGNORE_INDEX,
@@ -63,10 +63,8 @@ from trainer.runs import (
     TrainingResult,
 )
 
-__all__ = ["CSV_COLUMNS", "latest_checkpoint", "train"]
+__all__ = ["latest_checkpoint", "train"]
 
-# OpenAI's result file, column for column as the sandbox writes it.
-CSV_COLUMNS = tuple(OPENAI_RESULT_COLUMNS.split(","))
 RESULTS_FILE = "step_metrics.csv"
 RUN_FILE = "run.json"
 ADAPTER_DIR = "adapter"
@@ -400,7 +398,7 @@ class _ResultsFile:
                 kept = [r for r in list(csv.reader(f))[1:] if int(r[0]) <= keep_through]
         with path.open("w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(CSV_COLUMNS)
+            writer.writerow(RESULT_CSV_COLUMNS)
             writer.writerows(kept)
 
     def append(self, m: StepMetrics) -> None:

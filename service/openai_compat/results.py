@@ -13,18 +13,13 @@ from redis.asyncio import Redis
 
 from service.jobs.events import MetricsRow
 from service.jobs.records import Job
+from service.openai_shapes import RESULT_CSV_COLUMNS
 from service.store import PREFIX
 
 RESULT_FILE_PREFIX = "ftres_"
 RESULT_FILENAME = "step_metrics.csv"
-CSV_COLUMNS = (
-    "step",
-    "train_loss",
-    "train_accuracy",
-    "valid_loss",
-    "valid_mean_token_accuracy",
-    "train_mean_token_accuracy",
-)
+# OpenAI's columns up to the full-validation ones, which Burro's stored curve does not hold.
+CSV_COLUMNS = RESULT_CSV_COLUMNS[: RESULT_CSV_COLUMNS.index("full_valid_loss")]
 
 
 def result_file_id(job_id: str) -> str:

@@ -24,7 +24,7 @@ import msgspec
 from litestar import Litestar, Request, Response, get, post
 from litestar.response import Stream
 
-from sandbox.errors import EXCEPTION_HANDLERS, OpenAIError
+from service.openai_shapes import ChatChunks, OpenAIError, exception_handlers
 from trainer.serving.engine import Engine, Generation, SamplingParams, UnknownModel
 
 __all__ = ["ServerSettings", "create_app"]
@@ -96,7 +96,7 @@ class ChatRequest(msgspec.Struct):
 _chat_request = msgspec.json.Decoder(ChatRequest)
 
 
-# --- Errors: OpenAI's shape, as the sandbox (Burro's other OpenAI-compatible server) answers --
+# --- Errors: OpenAI's shape (`service.openai_shapes`) ---------------------------------------
 
 
 def _model_not_found(model: str) -> OpenAIError:
@@ -181,11 +181,15 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> Litest
         completion_id, created = _completion_id(), int(time.time())
         runner.check()
         if body.stream:
-            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            chunks = ChatChunks(
+                completion_id=completion_id,
+                created=created,
+                model=body.model,
+                include_usage=bool(body.stream_options and body.stream_options.include_usage),
+                system_fingerprint=None,
+            )
             return Stream(
-                _stream(
-                    runner, body.model, messages, params, completion_id, created, include_usage
-                ),
+                _stream(runner, body.model, messages, params, chunks),
                 media_type="text/event-stream",
                 headers={"cache-control": "no-cache"},
             )
@@ -241,7 +245,7 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> Litest
 
     return Litestar(
         route_handlers=[chat_completions, list_models, health],
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers=exception_handlers("trainer.serving"),
         openapi_config=None,
     )
 
@@ -251,26 +255,9 @@ async def _stream(
     model: str,
     messages: list[dict[str, Any]],
     params: SamplingParams,
-    completion_id: str,
-    created: int,
-    include_usage: bool,
+    chunks: ChatChunks,
 ) -> AsyncIterator[bytes]:
-    """Server-sent events as OpenAI sends them: a role chunk, content chunks, the finish chunk,
-    the usage chunk when asked for, then `[DONE]`."""
-
-    def chunk(delta: dict[str, Any], finish: str | None) -> bytes:
-        body: dict[str, Any] = {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "system_fingerprint": None,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-        }
-        if include_usage:
-            body["usage"] = None
-        return b"data: " + _ENCODE.encode(body) + b"\n\n"
-
+    """The answer as OpenAI streams it, each piece sent as soon as the engine decodes it."""
     loop = asyncio.get_running_loop()
     pieces: asyncio.Queue[str | Generation | BaseException] = asyncio.Queue()
     gone = threading.Event()
@@ -281,40 +268,29 @@ async def _stream(
                 loop.call_soon_threadsafe(pieces.put_nowait, piece)
                 if gone.is_set():  # the client left: free the engine for the next request
                     return
-        except BaseException as exc:  # handed to the event loop, which answers with it
+        # Whatever ends the stream goes to the event loop, which answers with it: the request
+        # must never wait for a piece that does not come.
+        except BaseException as exc:  # noqa: BLE001 - handed on, not swallowed
             loop.call_soon_threadsafe(pieces.put_nowait, exc)
 
     with runner.admission():
         work = loop.run_in_executor(runner.executor, produce)
         try:
-            yield chunk({"role": "assistant", "content": "", "refusal": None}, None)
+            yield chunks.role()
             while True:
                 piece = await pieces.get()
                 if isinstance(piece, BaseException):
-                    message = (
+                    yield ChatChunks.error(
                         f"The model `{model}` is no longer available."
                         if isinstance(piece, UnknownModel)
                         else "The model server failed to generate an answer."
                     )
-                    error = {"message": message, "type": "server_error", "param": None}
-                    yield b"data: " + _ENCODE.encode({"error": {**error, "code": None}}) + b"\n\n"
                     return
                 if isinstance(piece, Generation):
-                    yield chunk({}, piece.finish_reason)
-                    if include_usage:
-                        final = {
-                            "id": completion_id,
-                            "object": "chat.completion.chunk",
-                            "created": created,
-                            "model": model,
-                            "system_fingerprint": None,
-                            "choices": [],
-                            "usage": _usage(piece),
-                        }
-                        yield b"data: " + _ENCODE.encode(final) + b"\n\n"
-                    yield b"data: [DONE]\n\n"
+                    for event in chunks.end(piece.finish_reason, _usage(piece)):
+                        yield event
                     return
-                yield chunk({"content": piece}, None)
+                yield chunks.content(piece)
         finally:
             gone.set()
             await work
