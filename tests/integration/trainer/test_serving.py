@@ -3,31 +3,26 @@ and its checkpoints, in OpenAI's shapes and error shape."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import openai
 import pytest
 
+from tests.support.training import MODEL_SERVER_TIMEOUT, WITHOUT_TRAINER_EXTRA, donkey_prompt
 from trainer.base_models import SMOLLM2_135M
-from trainer.examples import PAIRS, conversation
+from trainer.examples import PAIRS
 from trainer.runs import TrainingResult
+
+pytest.importorskip("torch", reason=WITHOUT_TRAINER_EXTRA)
 
 pytestmark = pytest.mark.slow
 
 DONKEY = "ft:SmolLM2-135M-Instruct:test:donkey:1"
 
 
-@pytest.fixture
-def client(served: str) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=served, api_key="unused", max_retries=0, timeout=120) as client:
-        yield client
-
-
-def test_the_sdk_chats_with_the_fine_tuned_model(client: openai.OpenAI) -> None:
+def test_the_sdk_chats_with_the_fine_tuned_model(upstream: openai.OpenAI) -> None:
     question, _ = PAIRS[0]
-    completion = client.chat.completions.create(
-        model=DONKEY, messages=conversation(question), temperature=0, max_tokens=40
+    completion = upstream.chat.completions.create(
+        model=DONKEY, messages=donkey_prompt(question), temperature=0, max_tokens=40
     )
     choice = completion.choices[0]
     assert completion.model == DONKEY and completion.object == "chat.completion"
@@ -38,14 +33,14 @@ def test_the_sdk_chats_with_the_fine_tuned_model(client: openai.OpenAI) -> None:
     assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
 
 
-def test_a_stream_carries_the_same_answer_and_usage_when_asked(client: openai.OpenAI) -> None:
+def test_a_stream_carries_the_same_answer_and_usage_when_asked(upstream: openai.OpenAI) -> None:
     question, _ = PAIRS[5]
-    plain = client.chat.completions.create(
-        model=DONKEY, messages=conversation(question), temperature=0, max_tokens=30
+    plain = upstream.chat.completions.create(
+        model=DONKEY, messages=donkey_prompt(question), temperature=0, max_tokens=30
     )
-    stream = client.chat.completions.create(
+    stream = upstream.chat.completions.create(
         model=DONKEY,
-        messages=conversation(question),
+        messages=donkey_prompt(question),
         temperature=0,
         max_tokens=30,
         stream=True,
@@ -63,8 +58,8 @@ def test_a_stream_carries_the_same_answer_and_usage_when_asked(client: openai.Op
     assert all(c.usage is None for c in chunks[:-1])
 
 
-def test_a_stream_without_include_usage_has_no_usage_chunk(client: openai.OpenAI) -> None:
-    stream = client.chat.completions.create(
+def test_a_stream_without_include_usage_has_no_usage_chunk(upstream: openai.OpenAI) -> None:
+    stream = upstream.chat.completions.create(
         model=SMOLLM2_135M.name,
         messages=[{"role": "user", "content": "Hi"}],
         max_tokens=5,
@@ -76,11 +71,11 @@ def test_a_stream_without_include_usage_has_no_usage_chunk(client: openai.OpenAI
 
 
 def test_the_base_model_and_each_checkpoint_answer_by_id(
-    client: openai.OpenAI, trained_donkey: TrainingResult
+    upstream: openai.OpenAI, trained_donkey: TrainingResult
 ) -> None:
     ids = [SMOLLM2_135M.name] + [f"{DONKEY}:ckpt-step-{c.step}" for c in trained_donkey.checkpoints]
     for model in ids:
-        completion = client.chat.completions.create(
+        completion = upstream.chat.completions.create(
             model=model, messages=[{"role": "user", "content": "Hola"}], max_tokens=3, temperature=0
         )
         assert completion.model == model
@@ -88,17 +83,17 @@ def test_the_base_model_and_each_checkpoint_answer_by_id(
 
 
 def test_models_lists_the_base_the_adapter_and_its_checkpoints(
-    client: openai.OpenAI, trained_donkey: TrainingResult
+    upstream: openai.OpenAI, trained_donkey: TrainingResult
 ) -> None:
-    ids = [m.id for m in client.models.list()]
+    ids = [m.id for m in upstream.models.list()]
     assert ids[0] == SMOLLM2_135M.name
     assert DONKEY in ids
     assert {f"{DONKEY}:ckpt-step-{c.step}" for c in trained_donkey.checkpoints} <= set(ids)
 
 
-def test_an_unknown_model_is_a_404_in_openai_shape(client: openai.OpenAI) -> None:
+def test_an_unknown_model_is_a_404_in_openai_shape(upstream: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as raised:
-        client.chat.completions.create(
+        upstream.chat.completions.create(
             model="ft:SmolLM2-135M-Instruct:test:nobody:0",
             messages=[{"role": "user", "content": "x"}],
         )
@@ -106,15 +101,16 @@ def test_an_unknown_model_is_a_404_in_openai_shape(client: openai.OpenAI) -> Non
 
 
 def test_a_malformed_body_is_a_400_in_openai_shape(served: str) -> None:
-    answer = httpx.post(f"{served}/chat/completions", json={"model": DONKEY, "messages": []})
-    assert answer.status_code == 400
-    assert answer.json()["error"]["type"] == "invalid_request_error"
-    answer = httpx.post(f"{served}/chat/completions", content=b"{not json")
+    with httpx.Client(base_url=served, timeout=MODEL_SERVER_TIMEOUT) as http:
+        answer = http.post("/chat/completions", json={"model": DONKEY, "messages": []})
+        assert answer.status_code == 400
+        assert answer.json()["error"]["type"] == "invalid_request_error"
+        answer = http.post("/chat/completions", content=b"{not json")
     assert answer.status_code == 400
 
 
-def test_max_tokens_ends_the_answer_with_finish_reason_length(client: openai.OpenAI) -> None:
-    completion = client.chat.completions.create(
+def test_max_tokens_ends_the_answer_with_finish_reason_length(upstream: openai.OpenAI) -> None:
+    completion = upstream.chat.completions.create(
         model=SMOLLM2_135M.name,
         messages=[{"role": "user", "content": "Write a long story about a donkey."}],
         max_tokens=4,

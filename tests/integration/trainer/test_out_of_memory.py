@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from trainer.examples import PAIRS, write_chat_file
+
 # A real trainer process whose address space is capped right before its first step, so the
 # first step's activations cannot be allocated (as on a machine without enough memory).
 CHILD = """
@@ -44,8 +46,6 @@ except TrainingError as exc:
 def test_running_out_of_memory_is_out_of_memory(
     tmp_path: Path, model_cache: Path, smollm2_dir: Path
 ) -> None:
-    from trainer.examples import PAIRS, write_chat_file
-
     long_pairs = [(q * 40, a * 40) for q, a in PAIRS]
     data = write_chat_file(tmp_path / "long.jsonl", long_pairs)
     done = subprocess.run(

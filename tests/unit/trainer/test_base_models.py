@@ -7,8 +7,11 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from trainer.base_models import SMOLLM2_135M, BaseModelSpec, locate_weights, prepare
+from tests.support.training import WITHOUT_TRAINER_EXTRA
+from trainer.base_models import SMOLLM2_135M, BaseModelSpec, load_model, locate_weights, prepare
 from trainer.errors import BaseModelUnavailable
+
+pytest.importorskip("torch", reason=WITHOUT_TRAINER_EXTRA)
 
 
 def test_the_default_model_is_found_inside_its_package_without_importing_it() -> None:
@@ -45,10 +48,9 @@ def test_a_directory_without_weights_is_base_model_unavailable(tmp_path: Path) -
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "config.json").write_bytes(msgspec.json.encode({"model_type": "llama"}))
     spec = BaseModelSpec(name="empty", weights=str(tmp_path / "model"))
+    prepared = prepare(spec, tmp_path / "cache")  # a model directory is used as it is
     with pytest.raises(BaseModelUnavailable, match="empty"):
-        from trainer.base_models import load_model
-
-        load_model(spec, prepare(spec, tmp_path / "cache"))
+        load_model(spec, prepared)
 
 
 def test_the_prepared_model_trains_as_a_plain_float_model(smollm2_dir: Path) -> None:

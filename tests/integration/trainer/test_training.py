@@ -2,52 +2,27 @@
 
 from __future__ import annotations
 
-import csv
-import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
-from conftest import donkey_request
 from rapidfuzz import fuzz
 
-from trainer.base_models import SMOLLM2_135M, BaseModelSpec
-from trainer.errors import BaseModelUnavailable
+from service.openai_shapes import RESULT_CSV_COLUMNS
+from tests.support.training import WITHOUT_TRAINER_EXTRA, Recorder, curve, donkey_request
+from trainer.base_models import SMOLLM2_135M
 from trainer.examples import HELD_OUT, PAIRS, conversation, write_chat_file
 from trainer.hyperparameters import Hyperparameters
-from trainer.runs import Checkpoint, StepMetrics, TrainingHooks, TrainingResult
-from trainer.training import CSV_COLUMNS, latest_checkpoint, train
+from trainer.runs import TrainingResult
+
+pytest.importorskip("torch", reason=WITHOUT_TRAINER_EXTRA)
+
+from trainer.serving.engine import Engine, SamplingParams
+from trainer.training import latest_checkpoint, train
+
+pytestmark = pytest.mark.slow
 
 # Two epochs of three steps: long enough to checkpoint, resume and compare curves.
 SHORT = Hyperparameters(n_epochs=2, batch_size=4, learning_rate_multiplier=2.0)
-
-
-class Recorder(TrainingHooks):
-    """Keeps what a run reports; asks it to stop once `stop_after` steps are done."""
-
-    def __init__(self, stop_after: int | None = None) -> None:
-        self.steps: list[StepMetrics] = []
-        self.checkpoints: list[Checkpoint] = []
-        self.stop = threading.Event()
-        self.stop_after = stop_after
-        self.asked_after: list[int] = []
-
-    def on_step(self, metrics: StepMetrics) -> None:
-        self.steps.append(metrics)
-        if self.stop_after is not None and metrics.step >= self.stop_after:
-            self.stop.set()  # as a cancel arriving while this step ran
-
-    def on_checkpoint(self, checkpoint: Checkpoint) -> None:
-        self.checkpoints.append(checkpoint)
-
-    def should_stop(self) -> bool:
-        self.asked_after.append(len(self.steps))
-        return self.stop.is_set()
-
-
-def curve(result: TrainingResult) -> list[tuple[int, float]]:
-    with result.results_file.open(newline="") as f:
-        return [(int(r["step"]), float(r["train_loss"])) for r in csv.DictReader(f)]
 
 
 @pytest.fixture(scope="module")
@@ -58,16 +33,13 @@ def short_run(
     return train(donkey_request(output, donkey_file, model_cache, hyperparameters=SHORT))
 
 
-@pytest.mark.slow
-def test_the_donkey_learns_its_answers(trained_donkey: TrainingResult, engine: Any) -> None:
+def test_the_donkey_learns_its_answers(trained_donkey: TrainingResult, engine: Engine) -> None:
     """Loss falls, and on the training prompts the fine-tuned answers are closer to the
     references than the base model's."""
     losses = [loss for _, loss in curve(trained_donkey)]
     assert trained_donkey.status == "succeeded"
     assert len(losses) == trained_donkey.plan.total_steps
     assert sum(losses[-6:]) / 6 < 0.5 * sum(losses[:6]) / 6
-
-    from trainer.serving.engine import SamplingParams
 
     greedy = SamplingParams(temperature=0, max_tokens=32)
     tuned_scores, base_scores = [], []
@@ -80,7 +52,6 @@ def test_the_donkey_learns_its_answers(trained_donkey: TrainingResult, engine: A
     assert sum(tuned_scores) / len(PAIRS) > sum(base_scores) / len(PAIRS) + 20
 
 
-@pytest.mark.slow
 def test_each_epoch_leaves_a_servable_checkpoint_and_the_csv_has_openai_columns(
     trained_donkey: TrainingResult,
 ) -> None:
@@ -97,10 +68,9 @@ def test_each_epoch_leaves_a_servable_checkpoint_and_the_csv_has_openai_columns(
     assert trained_donkey.adapter_dir is not None
     assert (trained_donkey.adapter_dir / "adapter_config.json").is_file()
     header = trained_donkey.results_file.read_text().splitlines()[0]
-    assert tuple(header.split(",")) == CSV_COLUMNS
+    assert tuple(header.split(",")) == RESULT_CSV_COLUMNS
 
 
-@pytest.mark.slow
 def test_the_same_seed_gives_the_same_loss_curve(
     short_run: TrainingResult, tmp_path: Path, donkey_file: Path, model_cache: Path
 ) -> None:
@@ -112,7 +82,6 @@ def test_the_same_seed_gives_the_same_loss_curve(
     assert len(curve(again)) == 6
 
 
-@pytest.mark.slow
 def test_cancel_stops_after_the_step_during_which_it_came(
     tmp_path: Path, donkey_file: Path, model_cache: Path
 ) -> None:
@@ -127,7 +96,6 @@ def test_cancel_stops_after_the_step_during_which_it_came(
     assert len(curve(result)) == 2
 
 
-@pytest.mark.slow
 def test_a_run_resumed_from_its_checkpoint_ends_as_an_uninterrupted_one(
     short_run: TrainingResult, tmp_path: Path, donkey_file: Path, model_cache: Path
 ) -> None:
@@ -148,7 +116,6 @@ def test_a_run_resumed_from_its_checkpoint_ends_as_an_uninterrupted_one(
     )
 
 
-@pytest.mark.slow
 def test_a_validation_set_gives_valid_loss_every_step_and_full_at_epoch_end(
     tmp_path: Path, donkey_file: Path, model_cache: Path
 ) -> None:
@@ -169,13 +136,3 @@ def test_a_validation_set_gives_valid_loss_every_step_and_full_at_epoch_end(
     assert hooks.steps[-1].message.startswith("step 3/3: train loss ")
     assert ", valid loss " in hooks.steps[-1].message
     assert all(m.remaining_seconds >= 0 and m.step_seconds > 0 for m in hooks.steps)
-
-
-def test_a_bad_base_model_path_fails_the_run_with_its_code(
-    tmp_path: Path, donkey_file: Path
-) -> None:
-    missing = BaseModelSpec(name="missing", weights=str(tmp_path / "nowhere" / "model.gguf"))
-    request = donkey_request(tmp_path / "run", donkey_file, tmp_path / "cache", base_model=missing)
-    with pytest.raises(BaseModelUnavailable) as raised:
-        train(request)
-    assert raised.value.code == "base_model_unavailable"

@@ -6,12 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import donkey_request
-from test_training import Recorder, curve
 
-from trainer.errors import InvalidTrainingData
+from tests.support.training import WITHOUT_TRAINER_EXTRA, Recorder, curve, donkey_request
 from trainer.examples import PAIRS, SYSTEM
 from trainer.hyperparameters import Hyperparameters
+
+pytest.importorskip("torch", reason=WITHOUT_TRAINER_EXTRA)
+
 from trainer.training import train
 
 
@@ -50,11 +51,3 @@ def test_dpo_trains_an_adapter_whose_preference_loss_falls(
     assert [c.step for c in hooks.checkpoints] == [3, 6]
     losses = [loss for _, loss in curve(result)]
     assert losses[-1] < losses[0]
-
-
-def test_dpo_on_a_chat_file_is_invalid_training_data(
-    tmp_path: Path, donkey_file: Path, model_cache: Path
-) -> None:
-    request = donkey_request(tmp_path / "run", donkey_file, model_cache, method="dpo")
-    with pytest.raises(InvalidTrainingData, match="not a preference example"):
-        train(request)

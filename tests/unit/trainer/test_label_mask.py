@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.support.training import WITHOUT_TRAINER_EXTRA
 from trainer.data import (
     IGNORE_INDEX,
     ChatExample,
@@ -18,9 +19,16 @@ from trainer.data import (
 )
 from trainer.errors import InvalidTrainingData
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
-def learned_text(tokenizer: Any, labels: list[int]) -> str:
-    return tokenizer.decode([t for t in labels if t != IGNORE_INDEX])
+pytest.importorskip("torch", reason=WITHOUT_TRAINER_EXTRA)
+
+
+def learned_text(tokenizer: PreTrainedTokenizerBase, labels: list[int]) -> str:
+    text = tokenizer.decode([t for t in labels if t != IGNORE_INDEX])
+    assert isinstance(text, str)
+    return text
 
 
 def chat(*turns: tuple[str, str], weights: dict[int, int] | None = None) -> dict[str, Any]:
@@ -39,7 +47,7 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 
 def test_only_the_assistant_answer_and_its_end_of_turn_are_learned(
-    tokenizer: Any, tmp_path: Path
+    tokenizer: PreTrainedTokenizerBase, tmp_path: Path
 ) -> None:
     path = write_jsonl(
         tmp_path / "a.jsonl", [chat(("user", "¿Qué desayunas?"), ("assistant", "¡Gofres!"))]
@@ -55,7 +63,9 @@ def test_only_the_assistant_answer_and_its_end_of_turn_are_learned(
     assert learned == list(range(learned[0], len(labelled.labels)))  # one span, at the end
 
 
-def test_an_assistant_message_with_weight_0_is_not_learned(tokenizer: Any, tmp_path: Path) -> None:
+def test_an_assistant_message_with_weight_0_is_not_learned(
+    tokenizer: PreTrainedTokenizerBase, tmp_path: Path
+) -> None:
     row = chat(
         ("user", "Hola"),
         ("assistant", "Respuesta mala"),
@@ -69,7 +79,9 @@ def test_an_assistant_message_with_weight_0_is_not_learned(tokenizer: Any, tmp_p
     assert learned_text(tokenizer, labelled.labels) == "Respuesta buena<|im_end|>\n"
 
 
-def test_every_assistant_turn_without_weight_0_is_learned(tokenizer: Any, tmp_path: Path) -> None:
+def test_every_assistant_turn_without_weight_0_is_learned(
+    tokenizer: PreTrainedTokenizerBase, tmp_path: Path
+) -> None:
     row = chat(("user", "Hola"), ("assistant", "Uno"), ("user", "Y"), ("assistant", "Dos"))
     [example] = read_chat_file(write_jsonl(tmp_path / "two.jsonl", [row]))
     labelled = label_example(tokenizer, example, max_tokens=512)
@@ -77,7 +89,9 @@ def test_every_assistant_turn_without_weight_0_is_learned(tokenizer: Any, tmp_pa
     assert learned_text(tokenizer, labelled.labels) == "Uno<|im_end|>\nDos<|im_end|>\n"
 
 
-def test_an_example_over_the_token_limit_is_cut_at_the_limit(tokenizer: Any) -> None:
+def test_an_example_over_the_token_limit_is_cut_at_the_limit(
+    tokenizer: PreTrainedTokenizerBase,
+) -> None:
     example = ChatExample(
         messages=[
             {"role": "user", "content": "Cuéntame"},
@@ -92,7 +106,9 @@ def test_an_example_over_the_token_limit_is_cut_at_the_limit(tokenizer: Any) -> 
     assert labelled.n_labelled > 0
 
 
-def test_examples_with_nothing_left_to_learn_after_the_cut_are_skipped(tokenizer: Any) -> None:
+def test_examples_with_nothing_left_to_learn_after_the_cut_are_skipped(
+    tokenizer: PreTrainedTokenizerBase,
+) -> None:
     long_prompt = ChatExample(
         messages=[
             {"role": "user", "content": "palabra " * 300},
