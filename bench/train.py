@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from openai.types.chat import ChatCompletionMessageParam
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -41,8 +43,8 @@ from trainer.examples import PAIRS, write_chat_file  # noqa: E402
 
 SEED = 42
 EPOCHS, BATCH, LEARNING_RATE = 8, 1, 5e-4  # the Donkey's resolved "auto" (see hyperparameters)
-LORA = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": "all-linear"}
-PROMPT = [{"role": "user", "content": "Write a long story about a donkey and a dragon."}]
+STORY = "Write a long story about a donkey and a dragon."
+PROMPT: list[ChatCompletionMessageParam] = [{"role": "user", "content": STORY}]
 CACHE = ROOT / "bench" / "out" / "models"
 
 
@@ -68,7 +70,8 @@ def run_burro(data: Path, out: Path) -> dict[str, Any]:
         )
     )
     seconds = time.perf_counter() - started
-    assert result.status == "succeeded" and result.hyperparameters.learning_rate == LEARNING_RATE
+    assert result.status == "succeeded"
+    assert result.hyperparameters.learning_rate == LEARNING_RATE
     with result.results_file.open() as f:
         losses = [float(line.split(",")[1]) for line in list(f)[1:]]
     return {"seconds": seconds, "losses": losses}
@@ -116,7 +119,14 @@ def run_plain(data: Path, out: Path) -> dict[str, Any]:
         args=config,
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
-        peft_config=LoraConfig(task_type="CAUSAL_LM", **LORA),
+        # Burro's adapter shape (trainer.runs.LoraSettings), as a user would write it.
+        peft_config=LoraConfig(
+            task_type="CAUSAL_LM",
+            r=16,
+            lora_alpha=32,
+            lora_dropout=0.05,
+            target_modules="all-linear",
+        ),
     )
     sft.train()
     sft.save_model(str(out / "adapter"))
@@ -155,6 +165,7 @@ def generation(adapter: Path, tokens: int, threads: int | None) -> dict[str, flo
     import openai
     import torch
     from peft import PeftModel
+    from transformers import BatchEncoding
 
     from burro.testing import serve_in_thread
     from trainer.base_models import load_model, load_tokenizer
@@ -186,12 +197,21 @@ def generation(adapter: Path, tokens: int, threads: int | None) -> dict[str, flo
     peft_model = PeftModel.from_pretrained(load_model(SMOLLM2_135M, model_dir), str(adapter))
     peft_model.eval()
     inputs = tokenizer.apply_chat_template(
-        PROMPT, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        [{"role": "user", "content": STORY}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
     )
+    assert isinstance(inputs, BatchEncoding)
     with torch.no_grad():
-        peft_model.generate(**inputs, max_new_tokens=4, do_sample=False)
+        # PEFT's generate() is untyped.
+        peft_model.generate(  # type: ignore[no-untyped-call]
+            **inputs, max_new_tokens=4, do_sample=False
+        )
         started = time.perf_counter()
-        output = peft_model.generate(**inputs, max_new_tokens=tokens, do_sample=False)
+        output = peft_model.generate(  # type: ignore[no-untyped-call]
+            **inputs, max_new_tokens=tokens, do_sample=False
+        )
     made = output.shape[1] - inputs["input_ids"].shape[1]
     figures["plain_generate_adapter"] = made / (time.perf_counter() - started)
     figures.update(llama_cpp_speed(adapter, model_dir, tokens, threads))

@@ -185,7 +185,7 @@ def _clear_gguf_quantization(model: PreTrainedModel) -> None:
     quantizer = getattr(model, "hf_quantizer", None)
     if quantizer is not None:
         quantizer.remove_quantization_config(model)
-    model.config._is_quantized = False
+    model.config._is_quantized = False  # noqa: SLF001 - transformers' own flag; no public undo
     setattr(model, "is_quantized", False)  # noqa: B010 - nn.Module typing hides the attribute
     if not getattr(model.config, "architectures", None):
         model.config.architectures = [type(model).__name__]
