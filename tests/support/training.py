@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 SESSION_HYPERPARAMETERS = Hyperparameters()
 # Why a test module that needs torch and its kin skips (`pytest.importorskip("torch", …)`).
 WITHOUT_TRAINER_EXTRA = "the trainer extra is not installed (make install)"
+# A real training run (the session's Donkey is 96 steps) takes minutes on a loaded CPU: more than
+# the suite's 120 s per test, which is kept for everything else.
+TRAINING_TIMEOUT = 600
 # The model server generates on a shared CPU: an answer of a few dozen tokens can take seconds.
 MODEL_SERVER_TIMEOUT = 120.0
 

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.training import WITHOUT_TRAINER_EXTRA, Recorder, curve, donkey_request
+from tests.support.training import (
+    TRAINING_TIMEOUT,
+    WITHOUT_TRAINER_EXTRA,
+    Recorder,
+    curve,
+    donkey_request,
+)
 from trainer.examples import PAIRS, SYSTEM
 from trainer.hyperparameters import Hyperparameters
 
@@ -34,6 +40,7 @@ def write_preferences(path: Path) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(TRAINING_TIMEOUT)
 def test_dpo_trains_an_adapter_whose_preference_loss_falls(
     tmp_path: Path, model_cache: Path
 ) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.training import TRAINING_TIMEOUT
 from trainer.examples import PAIRS, write_chat_file
 
 # A real trainer process whose address space is capped right before its first step, so the
@@ -43,6 +44,7 @@ except TrainingError as exc:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(TRAINING_TIMEOUT)
 def test_running_out_of_memory_is_out_of_memory(
     tmp_path: Path, model_cache: Path, smollm2_dir: Path
 ) -> None:
@@ -52,7 +54,7 @@ def test_running_out_of_memory_is_out_of_memory(
         [sys.executable, "-c", CHILD, str(data), str(tmp_path / "run"), str(model_cache)],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=TRAINING_TIMEOUT - 60,  # the child times out before the test does
         check=False,
     )
     outcome = json.loads(done.stdout.strip().splitlines()[-1])

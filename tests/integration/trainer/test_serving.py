@@ -7,14 +7,19 @@ import httpx
 import openai
 import pytest
 
-from tests.support.training import MODEL_SERVER_TIMEOUT, WITHOUT_TRAINER_EXTRA, donkey_prompt
+from tests.support.training import (
+    MODEL_SERVER_TIMEOUT,
+    TRAINING_TIMEOUT,
+    WITHOUT_TRAINER_EXTRA,
+    donkey_prompt,
+)
 from trainer.base_models import SMOLLM2_135M
 from trainer.examples import PAIRS
 from trainer.runs import TrainingResult
 
 pytest.importorskip("torch", reason=WITHOUT_TRAINER_EXTRA)
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(TRAINING_TIMEOUT)]
 
 DONKEY = "ft:SmolLM2-135M-Instruct:test:donkey:1"
 

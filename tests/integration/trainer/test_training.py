@@ -8,7 +8,13 @@ import pytest
 from rapidfuzz import fuzz
 
 from service.openai_shapes import RESULT_CSV_COLUMNS
-from tests.support.training import WITHOUT_TRAINER_EXTRA, Recorder, curve, donkey_request
+from tests.support.training import (
+    TRAINING_TIMEOUT,
+    WITHOUT_TRAINER_EXTRA,
+    Recorder,
+    curve,
+    donkey_request,
+)
 from trainer.base_models import SMOLLM2_135M
 from trainer.examples import HELD_OUT, PAIRS, conversation, write_chat_file
 from trainer.hyperparameters import Hyperparameters
@@ -19,7 +25,7 @@ pytest.importorskip("torch", reason=WITHOUT_TRAINER_EXTRA)
 from trainer.serving.engine import Engine, SamplingParams
 from trainer.training import latest_checkpoint, train
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(TRAINING_TIMEOUT)]
 
 # Two epochs of three steps: long enough to checkpoint, resume and compare curves.
 SHORT = Hyperparameters(n_epochs=2, batch_size=4, learning_rate_multiplier=2.0)
