@@ -197,7 +197,7 @@ def start_processes(
 async def register_alias(redis_url: str) -> None:
     from redis.asyncio import Redis
 
-    from service.aliases import move_alias
+    from service.inference.aliases import move_alias
     from service.inference.catalog import register_model
 
     redis = Redis.from_url(redis_url)

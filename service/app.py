@@ -18,15 +18,21 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from service import health, metrics
+from service import aliases, health, metrics
 from service.context import Resources
+from service.datasets import routes as datasets
 from service.errors import BurroError
+from service.evaluations import routes as evaluations
 from service.ids import new_id
+from service.inference import routes as inference
+from service.jobs import routes as jobs
 from service.logging import configure_logging
 from service.problems import OPENAI_COMPATIBLE_PREFIXES, PROBLEM_JSON, ErrorResponses
 from service.queue import Queue
 from service.settings import Settings
 from service.tenants import KeyRing
+from service.ui import routes as ui
+from service.webhooks import routes as webhooks
 
 log = structlog.get_logger("burro.api")
 
@@ -74,24 +80,16 @@ def create_app(settings: Settings, *, configure_logs: bool = True) -> Litestar:
 
 
 def _route_handlers() -> list[Any]:
-    from service.aliases import router as aliases
-    from service.datasets.routes import router as datasets
-    from service.evaluations.routes import router as evaluations
-    from service.inference.routes import router as inference
-    from service.jobs.routes import routers as jobs
-    from service.ui.routes import router as ui
-    from service.webhooks.routes import router as webhooks
-
     return [
         health.router,
-        metrics.metrics_endpoint,
-        datasets,
-        jobs,
-        webhooks,
-        inference,
-        aliases,
-        evaluations,
-        ui,
+        health.metrics_endpoint,
+        datasets.router,
+        jobs.routers,
+        webhooks.router,
+        inference.router,
+        aliases.router,
+        evaluations.router,
+        ui.router,
     ]
 
 

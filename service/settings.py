@@ -48,6 +48,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_active_jobs: int = 0  # unfinished jobs per tenant; 0: unlimited
     monthly_budget_usd: float = 0.0  # training spend per tenant and calendar month; 0: unlimited
     metrics_port: int = 0  # the worker serves /metrics on this port; 0: not at all
+    # Where a worker stops dead (service.faults): only crash tests set these.
+    fault_points: tuple[str, ...] = ()
 
     def provider(self, name: str) -> ProviderSettings | None:
         """The provider configured under `name`, if any."""
@@ -83,6 +85,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             max_active_jobs=int(env.get("BURRO_MAX_ACTIVE_JOBS", "0")),
             monthly_budget_usd=float(env.get("BURRO_MONTHLY_BUDGET_USD", "0")),
             metrics_port=int(env.get("BURRO_METRICS_PORT", "0")),
+            fault_points=tuple(
+                p.strip() for p in env.get("BURRO_FAULT_POINTS", "").split(",") if p.strip()
+            ),
         )
 
 

@@ -15,6 +15,7 @@ import structlog
 from openai import AsyncOpenAI
 from openai.types.fine_tuning import FineTuningJob
 
+from service import tasks
 from service.jobs import events as timeline
 from service.jobs.records import (
     BURRO_METADATA_KEY,
@@ -28,13 +29,13 @@ from service.jobs.records import (
     create_lock_key,
 )
 from service.jobs.transitions import InvalidTransition, jobs, record, release, transition, update
+from service.providers import classify
 from service.store import now
 from workers.context import WorkerContext
 from workers.upload import Busy
 
 log = structlog.get_logger("burro.worker")
 
-POLL_FUNCTION = "poll_provider"
 # Upstream statuses Burro mirrors. Others (OpenAI's `paused`, anything new) leave the status as
 # it is and are shown in `upstream.status`; Azure's `pending` means accepted, not yet running.
 STATUS_MAP: dict[str, JobStatus] = {
@@ -165,7 +166,7 @@ async def create_upstream_job(w: WorkerContext, job_id: str) -> None:
 
 async def ensure_polling(w: WorkerContext, provider: str) -> None:
     """Start the provider's poll loop unless it runs already (a fixed job id)."""
-    await w.queue.enqueue(POLL_FUNCTION, provider, job_id=f"poll:{provider}")
+    await w.queue.enqueue(tasks.POLL_PROVIDER, provider)
 
 
 async def mirror(
@@ -389,8 +390,6 @@ async def poll_provider(w: WorkerContext, provider: str) -> int:
             calls += (2 if changed else 1) if details else 0
             job = await mirror(w, job, upstream, details=details)
         except Exception as exc:
-            from service.providers import classify
-
             failure = classify(exc)
             if failure is None:
                 raise

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import msgspec
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from service.errors import NotFound
 from service.settings import Settings
@@ -26,6 +27,7 @@ __all__ = [
     "register_model",
     "registered",
     "resolve",
+    "stage_registration",
 ]
 
 
@@ -67,20 +69,32 @@ def decode_target(raw: bytes) -> Target:
     return _DECODE.decode(raw)
 
 
-async def register_model(
-    redis: Redis, *, tenant: str, job_id: str, model: str, provider: str, base_model: str
+def stage_registration(
+    pipe: Pipeline, *, tenant: str, job_id: str, model: str, provider: str, base_model: str
 ) -> None:
-    """Make a succeeded job's model servable to `tenant`, by job id and by model name.
-
-    Idempotent: the first registration wins (a repeated success keeps its `created` time).
-    """
+    """Add to `pipe` (a transaction) what makes a succeeded job's model servable to `tenant`, by
+    job id and by model name. The first registration wins (a repeat keeps its `created` time)."""
     entry = encode_target(
         Target(model=model, provider=provider, job_id=job_id, base_model=base_model, created=now())
     )
     key = catalog_key(tenant)
+    pipe.hsetnx(key, f"j:{job_id}", entry)  # type: ignore[arg-type]
+    pipe.hsetnx(key, f"m:{model}", entry)  # type: ignore[arg-type]
+
+
+async def register_model(
+    redis: Redis, *, tenant: str, job_id: str, model: str, provider: str, base_model: str
+) -> None:
+    """Make a succeeded job's model servable to `tenant` (`stage_registration`, on its own)."""
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.hsetnx(key, f"j:{job_id}", entry)  # type: ignore[arg-type]
-        pipe.hsetnx(key, f"m:{model}", entry)  # type: ignore[arg-type]
+        stage_registration(
+            pipe,
+            tenant=tenant,
+            job_id=job_id,
+            model=model,
+            provider=provider,
+            base_model=base_model,
+        )
         await pipe.execute()
 
 

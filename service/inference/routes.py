@@ -25,6 +25,7 @@ from service.errors import PayloadTooLarge
 from service.inference.catalog import entries, resolve
 from service.inference.proxy import read_head, relay, rewrite
 from service.inference.usage import UsageReport, usage_report
+from service.problems import OpenAIErrorBody
 
 # Chat bodies carry images as base64 at most; anything larger is a mistake.
 MAX_CHAT_BODY_BYTES = 32 * 1024 * 1024
@@ -111,19 +112,6 @@ class ChatOperation(Operation):
     def __post_init__(self) -> None:
         if self.request_body is None:
             self.request_body = _CHAT_BODY
-
-
-class OpenAIErrorDetail(msgspec.Struct, frozen=True, kw_only=True):
-    message: str
-    type: str
-    param: str | None
-    code: str | None
-
-
-class OpenAIErrorBody(msgspec.Struct, frozen=True, kw_only=True):
-    """Errors on the OpenAI-compatible paths, as OpenAI's clients parse them."""
-
-    error: OpenAIErrorDetail
 
 
 @post(

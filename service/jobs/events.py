@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import msgspec
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from service.ids import new_id
 from service.store import PREFIX, now
@@ -86,7 +87,8 @@ def _data_key(job_id: str) -> str:
     return f"{PREFIX}:jobs:events-data:{job_id}"
 
 
-def _seq_key(job_id: str) -> str:
+def sequence_key(job_id: str) -> str:
+    """A counter that orders a job's events within one second (INCR it for `stage`)."""
     return f"{PREFIX}:jobs:events-seq:{job_id}"
 
 
@@ -118,10 +120,19 @@ async def add_events(redis: Redis, job_id: str, events: list[JobEvent]) -> list[
         encoded = _event_encoder.encode(event)
         if not await redis.hsetnx(_data_key(job_id), event.id, encoded):  # type: ignore[misc, arg-type]
             continue
-        seq = int(await redis.incr(_seq_key(job_id))) % _PER_SECOND
+        seq = int(await redis.incr(sequence_key(job_id))) % _PER_SECOND
         await redis.zadd(_index_key(job_id), {event.id: event.created_at * _PER_SECOND + seq})
         added.append(event)
     return added
+
+
+def stage(pipe: Pipeline, job_id: str, event: JobEvent, sequence: int) -> None:
+    """Add the storing of `event` to `pipe` (a transaction); `sequence` is a fresh value of the
+    job's `sequence_key`."""
+    pipe.hsetnx(_data_key(job_id), event.id, _event_encoder.encode(event))  # type: ignore[arg-type]
+    pipe.zadd(
+        _index_key(job_id), {event.id: event.created_at * _PER_SECOND + sequence % _PER_SECOND}
+    )
 
 
 async def has_event(redis: Redis, job_id: str, event_id: str) -> bool:
@@ -192,7 +203,7 @@ async def delete_all(redis: Redis, job_id: str) -> None:
     await redis.delete(
         _index_key(job_id),
         _data_key(job_id),
-        _seq_key(job_id),
+        sequence_key(job_id),
         _checkpoints_key(job_id),
         _metrics_key(job_id),
     )

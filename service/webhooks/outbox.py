@@ -1,5 +1,6 @@
-"""Webhook → outbox: a job's event becomes one stored message per destination, each delivered
-by a series of attempts, each attempt its own queued job (`deliver_webhook`).
+"""Webhook → messages: an event becomes one stored message per destination, each delivered by
+a series of attempts; the first is sent by whoever publishes (the relay of the change's
+effects, `workers.relay`) or queued, each later one is its own queued job (`deliver_webhook`).
 
 The message is written before its first attempt is enqueued, and every attempt records its
 outcome before it enqueues the next, so a worker that dies anywhere loses nothing: the attempt
@@ -20,6 +21,7 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
+from service import tasks
 from service.errors import NotFound
 from service.queue import Queue
 from service.settings import Settings
@@ -40,7 +42,6 @@ from service.webhooks.signing import new_message_id, sign
 
 log = structlog.get_logger("burro.webhooks")
 
-DELIVER_FUNCTION = "deliver_webhook"
 # A receiver may ask for more time with Retry-After; it gets it up to this, never more, so a
 # bogus header cannot park a message for days.
 RETRY_AFTER_CAP = 3600.0
@@ -70,11 +71,8 @@ def messages(redis: Redis) -> Collection[WebhookMessage]:
     return Collection(redis, MESSAGES, WebhookMessage)
 
 
-def attempt_job_id(message_id: str, redelivery: int, number: int) -> str:
-    """The fixed queue id of one attempt: the queue runs each at most once at a time."""
-    if redelivery == 0:
-        return f"webhook:{message_id}:{number}"
-    return f"webhook:{message_id}:r{redelivery}:{number}"
+# The fixed queue id of one attempt: the queue runs each at most once at a time.
+attempt_job_id = tasks.webhook_attempt_id
 
 
 def encode_body(event_type: str, data: dict[str, Any] | bytes, at: float | None = None) -> bytes:
@@ -98,14 +96,16 @@ async def publish(
     job_id: str,
     data: dict[str, Any] | bytes,
     job_webhook: tuple[str, str] | None,
+    queue_first_attempt: bool = True,
 ) -> list[str]:
     """Announce `event_type` for a job: one message for the job's own webhook (`job_webhook` is
     its `(url, secret)`, None without one) and one for each of the tenant's endpoints that
-    subscribes to the event, each with its first attempt queued. Returns the message ids.
+    subscribes to the event. Returns the message ids.
 
-    `data` is the Job as the wire shows it (a JSON-encodable dict, or its JSON bytes). Safe to
-    call twice for the same event: the second call finds the messages of the first (same ids,
-    same bytes) and queues nothing new.
+    `data` is the Job as the wire shows it (a JSON-encodable dict, or its JSON bytes). Each new
+    message's first attempt is queued, unless `queue_first_attempt` is false: then the caller
+    sends it (`attempt(…, 0, 1)`). Safe to call twice for the same event: the second call finds
+    the messages of the first (same ids, same bytes) and queues nothing new.
     """
     body = encode_body(event_type, data)
     destinations: list[tuple[str | None, str, str]] = []
@@ -126,6 +126,7 @@ async def publish(
             url=url,
             secret=secret,
             body=body,
+            queue_first_attempt=queue_first_attempt,
         )
         ids.append(message_id)
     return ids
@@ -151,6 +152,7 @@ async def _publish_one(
     url: str,
     secret: str,
     body: bytes,
+    queue_first_attempt: bool,
 ) -> str:
     """Store the message unless a call before made it, then queue its first attempt."""
     once = message_once_key(job_id, event_type, endpoint_id or "job")
@@ -192,7 +194,8 @@ async def _publish_one(
         )
     elif message.redelivery > 0 or message.attempts or message.state != "pending":
         return message_id  # already on its way
-    await queue.enqueue(DELIVER_FUNCTION, message_id, 0, 1, job_id=attempt_job_id(message_id, 0, 1))
+    if queue_first_attempt:
+        await queue.enqueue(tasks.DELIVER_WEBHOOK, message_id, 0, 1)
     return message_id
 
 
@@ -213,13 +216,7 @@ async def redeliver(redis: Redis, queue: Queue, tenant: str, message_id: str) ->
     message = await _update(redis, message_id, restart)
     if message is None:  # deleted in between
         raise NotFound(f"No webhook message {message_id!r}.")
-    await queue.enqueue(
-        DELIVER_FUNCTION,
-        message_id,
-        message.redelivery,
-        1,
-        job_id=attempt_job_id(message_id, message.redelivery, 1),
-    )
+    await queue.enqueue(tasks.DELIVER_WEBHOOK, message_id, message.redelivery, 1)
     log.info("webhook.redelivered", message=message_id, redelivery=message.redelivery)
     return message
 
@@ -302,11 +299,10 @@ async def attempt(
     # Pending after this attempt: the next one is due at `next_attempt_at`.
     due = message.next_attempt_at or time.time()
     await queue.enqueue(
-        DELIVER_FUNCTION,
+        tasks.DELIVER_WEBHOOK,
         message_id,
         redelivery,
         number + 1,
-        job_id=attempt_job_id(message_id, redelivery, number + 1),
         defer_by=max(0.0, due - time.time()),
     )
     return "retrying"

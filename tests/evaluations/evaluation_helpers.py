@@ -9,21 +9,17 @@ import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from arq.connections import create_pool
-from arq.worker import Worker
+from arq.worker import create_worker
 from redis.asyncio import Redis
 
 from service.evaluations.runner import RetryPolicy
 from service.inference.catalog import register_model
 from service.jobs.records import JOBS, Job, JobStatus
-from service.models import ModelTable
-from service.providers import Providers
-from service.queue import QUEUE_NAME, Queue, deserialize_job, redis_settings, serialize_job
+from service.queue import Queue
 from service.settings import Settings
 from service.store import Collection, now
-from workers.context import WorkerContext
-from workers.evaluations import evaluation_functions
-from workers.webhooks import start_webhooks, stop_webhooks, webhook_functions
+from service.tasks import Task
+from workers.main import worker_settings
 
 T = TypeVar("T")
 
@@ -61,7 +57,7 @@ def on_redis(redis_url: str, call: Callable[[Redis], Awaitable[T]]) -> T:
     return asyncio.run(run())
 
 
-def enqueue(redis_url: str, function: str, *args: Any) -> None:
+def enqueue(redis_url: str, function: Task, *args: Any) -> None:
     """Queue `function(*args)` as the API does."""
 
     async def run() -> None:
@@ -113,41 +109,16 @@ def drain_queue(
     """Run every queued job with an arq worker in burst mode, as production's startup builds
     its context; returns when the queue is empty (deferred retries included)."""
 
-    async def startup(ctx: dict[str, Any]) -> None:
-        ctx["burro"] = WorkerContext(
-            settings=settings,
-            queue=Queue(ctx["redis"]),
-            providers=Providers(settings),
-            models=ModelTable.load(settings.models_file),
-        )
-        ctx["evaluation_concurrency"] = concurrency
-        if budget_seconds is not None:
-            ctx["evaluation_budget"] = budget_seconds
-        ctx["evaluation_retry"] = RetryPolicy(max_tries=4, base=0.02, cap=0.1)
-        await start_webhooks(ctx, settings)
-
-    async def shutdown(ctx: dict[str, Any]) -> None:
-        await ctx["burro"].providers.close()
-        await stop_webhooks(ctx)
-
     async def run() -> None:
-        assert settings.redis_url is not None
-        pool = await create_pool(
-            redis_settings(settings.redis_url),
-            default_queue_name=QUEUE_NAME,
-            job_serializer=serialize_job,
-            job_deserializer=deserialize_job,
-        )
-        worker = Worker(
-            functions=[*evaluation_functions(), *webhook_functions(settings)],
-            redis_pool=pool,
+        worker = create_worker(
+            worker_settings(
+                settings,
+                evaluation_concurrency=concurrency,
+                evaluation_retry=RetryPolicy(max_tries=4, base=0.02, cap=0.1),
+                **({} if budget_seconds is None else {"evaluation_budget": budget_seconds}),
+            ),
             burst=True,
             poll_delay=0.05,
-            queue_name=QUEUE_NAME,
-            job_serializer=serialize_job,
-            job_deserializer=deserialize_job,
-            on_startup=startup,
-            on_shutdown=shutdown,
             handle_signals=False,
             keep_result=60 if keep_results else 0,
         )

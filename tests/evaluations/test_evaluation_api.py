@@ -29,6 +29,7 @@ from service.datasets.records import users_key
 from service.evaluations.records import rows_key
 from service.evaluations.runner import evaluations
 from service.settings import Settings
+from service.tasks import RUN_EVALUATION
 
 
 def evaluate(client: httpx.Client, **body: Any) -> dict[str, Any]:
@@ -171,7 +172,7 @@ def test_a_second_run_asks_only_for_the_rows_not_yet_scored(
 
     on_redis(redis_url, reopen)
     sandbox_controls.delete("/sandbox/stats")
-    enqueue(redis_url, "run_evaluation", created["id"])
+    enqueue(redis_url, RUN_EVALUATION, created["id"])
     drain_queue(sandbox_settings)
 
     stats = sandbox_controls.get("/sandbox/stats").json()["requests"]

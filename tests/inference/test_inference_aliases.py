@@ -6,8 +6,8 @@ import httpx
 import openai
 from inference_helpers import on_redis, register, save_job
 
-from service.aliases import get_alias, move_alias
 from service.ids import new_id
+from service.inference.aliases import get_alias, move_alias
 from service.jobs.records import Job
 from service.store import now
 

@@ -8,7 +8,7 @@ import httpx
 import pytest
 import redis
 
-from tests.jobs.conftest import MODEL, WorkerThread, wait_status
+from tests.jobs.conftest import MODEL, WorkerThread, wait_for, wait_status
 
 
 def test_a_job_trains_to_success_with_events_metrics_and_checkpoints(
@@ -71,9 +71,10 @@ def test_a_job_trains_to_success_with_events_metrics_and_checkpoints(
 
     client = redis.Redis.from_url(redis_url)
     try:
-        # The dataset is free again, and the alias points at the new model.
+        # The dataset is free again, and the alias points at the new model (it moves right
+        # after the status is saved, before the job.succeeded webhook).
         assert client.scard(f"burro:datasets:users:{dataset}") == 0
-        assert client.exists("burro:aliases:acme:donkey")
+        wait_for(lambda: client.exists("burro:aliases:acme:donkey"), what="the alias to move")
     finally:
         client.close()
 

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 import msgspec
 import pytest
 from aiohttp import web
-from arq.worker import Worker
+from arq.worker import Worker, create_worker
 
-from service.queue import QUEUE_NAME, Queue, deserialize_job, serialize_job
+from service.queue import Queue
 from service.settings import Settings
-from workers.webhooks import start_webhooks, stop_webhooks, webhook_functions
+from workers.main import worker_settings
 
 
 @pytest.fixture
@@ -122,24 +122,20 @@ def run_worker(queue: Queue) -> RunWorker:
     (deferred retries included): `await run_worker(settings)`."""
 
     async def run(settings: Settings, *, timeout: float = 30.0) -> Worker:
-        worker = Worker(
-            functions=webhook_functions(settings),
+        worker = create_worker(
+            worker_settings(settings),
             redis_pool=queue.pool,
-            queue_name=QUEUE_NAME,
             burst=True,
             poll_delay=0.02,
             max_jobs=50,
             handle_signals=False,
-            job_serializer=serialize_job,
-            job_deserializer=deserialize_job,
         )
-        worker.ctx["redis"] = queue.pool
-        await start_webhooks(worker.ctx, settings)
         try:
             async with asyncio.timeout(timeout):
                 await worker.async_run()
         finally:
-            await stop_webhooks(worker.ctx)
+            if worker.on_shutdown is not None:
+                await worker.on_shutdown(worker.ctx)
         return worker
 
     return run

@@ -1,0 +1,150 @@
+"""Effects: what must follow a change (its webhooks, an alias move, a promotion's evaluation),
+kept as an outbox entry written in the change's own Redis transaction and carried out by the
+worker's relay (`workers.relay`). A crash can delay an effect, never lose it.
+
+An entry holds the effects of one change in the order they must happen (the alias moves before
+anyone hears of the job's success). The relay runs them one after the other, each safe to
+repeat, and removes the entry only after the last; a relay that dies half-way runs again from the
+start of its entry: queued again by arq, by a worker starting up, or by the sweep of entries left
+waiting longer than `SWEEP_AFTER`.
+
+A new kind of effect is a Struct here, added to `Effect`, and its case in `workers.relay.carry_out`
+(mypy fails until it has one).
+"""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+import structlog
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
+from service import tasks
+from service.ids import new_id
+from service.queue import REQUEST_ID, Queue
+from service.store import PREFIX
+
+OUTBOX_KEY = f"{PREFIX}:outbox"
+"""Sorted set of the entries not yet carried out, by the time they were written."""
+# An entry this old is relayed again by the sweep: its relay was lost, or died.
+SWEEP_AFTER = 30.0
+
+
+class PublishWebhook(msgspec.Struct, frozen=True, kw_only=True, tag="webhook"):
+    """Announce `event_type` about `subject` (a job or an evaluation, as `data` shows it on the
+    wire) to the job's own webhook, when it has one, and to the tenant's endpoints that
+    subscribe; each message's first attempt is sent at once."""
+
+    tenant: str
+    subject: str
+    event_type: str
+    data: bytes
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"webhook:{self.event_type}"
+
+
+class MoveAlias(msgspec.Struct, frozen=True, kw_only=True, tag="move_alias"):
+    """Point the tenant's `alias` at the model of `job_id`, a job that succeeded."""
+
+    tenant: str
+    alias: str
+    job_id: str
+    reason: str
+
+    @property
+    def label(self) -> str:
+        return "move_alias"
+
+
+class StartPromotion(msgspec.Struct, frozen=True, kw_only=True, tag="start_promotion"):
+    """Start the evaluation that gates the promotion of `job_id`, a job that succeeded."""
+
+    job_id: str
+
+    @property
+    def label(self) -> str:
+        return "start_promotion"
+
+
+class DecidePromotion(msgspec.Struct, frozen=True, kw_only=True, tag="decide_promotion"):
+    """Move a gated job's alias, or say why not, now that `evaluation_id` has ended."""
+
+    evaluation_id: str
+
+    @property
+    def label(self) -> str:
+        return "decide_promotion"
+
+
+Effect = PublishWebhook | MoveAlias | StartPromotion | DecidePromotion
+
+
+class Entry(msgspec.Struct, frozen=True, kw_only=True):
+    """The effects of one change, in the order they happen."""
+
+    id: str
+    subject: str
+    """The id of what changed (a job, an evaluation)."""
+    change: str
+    """What happened to it, as an event name (`job.succeeded`), for logs."""
+    effects: tuple[Effect, ...]
+    created_at: float
+    request_id: str | None = None
+    """The request that caused the change: the relay logs under it."""
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Entry)
+
+
+def entry_key(entry_id: str) -> str:
+    return f"{PREFIX}:outbox:{entry_id}"
+
+
+def new_entry(subject: str, change: str, effects: list[Effect]) -> Entry:
+    """An entry for `effects`, carrying the request id bound to this context."""
+    return Entry(
+        id=new_id("fx_"),
+        subject=subject,
+        change=change,
+        effects=tuple(effects),
+        created_at=time.time(),
+        request_id=structlog.contextvars.get_contextvars().get(REQUEST_ID),
+    )
+
+
+def stage(pipe: Pipeline, entry: Entry) -> None:
+    """Add the writing of `entry` to `pipe`, the transaction of the change it follows."""
+    pipe.set(entry_key(entry.id), _encoder.encode(entry))
+    pipe.zadd(OUTBOX_KEY, {entry.id: entry.created_at})
+
+
+async def trigger(queue: Queue, entry: Entry) -> None:
+    """Queue the relay of a committed entry (were this lost, the sweep would find the entry)."""
+    await queue.enqueue(tasks.RELAY_EFFECTS, entry.id)
+
+
+async def load(redis: Redis, entry_id: str) -> Entry | None:
+    raw = await redis.get(entry_key(entry_id))
+    return None if raw is None else _decoder.decode(raw)
+
+
+async def remove(redis: Redis, entry_id: str) -> None:
+    """The entry's effects are all done."""
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.delete(entry_key(entry_id))
+        pipe.zrem(OUTBOX_KEY, entry_id)
+        await pipe.execute()
+
+
+async def waiting(redis: Redis, *, written_before: float | None = None) -> list[str]:
+    """The ids of the entries not carried out yet, oldest first (those written before a time)."""
+    latest = "+inf" if written_before is None else written_before
+    raw = await redis.zrangebyscore(OUTBOX_KEY, "-inf", latest)
+    return [i.decode() if isinstance(i, bytes) else str(i) for i in raw]
