@@ -179,7 +179,10 @@ async def retrieve_model(
     return Model(id=model_id, object="model", created=target.created, owned_by=owner)
 
 
-@get("/usage", summary="Tokens in and out per model and day, with their cost")
+@get(
+    "/usage",
+    summary="Tokens in and out per model and day, with their cost; training spend per month",
+)
 async def get_usage(
     resources: UsesResources,
     tenant: Tenant,

@@ -158,7 +158,7 @@ def stage_settlement(pipe: Pipeline, job: Job) -> None:
         pipe.incrbyfloat(spend, -estimate)
 
 
-class MonthSpend(msgspec.Struct, frozen=True, kw_only=True):
+class TrainingSpend(msgspec.Struct, frozen=True, kw_only=True):
     """A month of a tenant's training: what counts against its budget, and of that, the real
     cost of the jobs that finished with one (the rest is estimates of the others)."""
 
@@ -168,7 +168,7 @@ class MonthSpend(msgspec.Struct, frozen=True, kw_only=True):
     estimated_usd: float
 
 
-async def monthly_spend(redis: Redis, tenant: str, months: list[str]) -> list[MonthSpend]:
+async def monthly_spend(redis: Redis, tenant: str, months: list[str]) -> list[TrainingSpend]:
     """The tenant's training spend in each of `months` (`YYYY-MM`), in that order."""
     async with redis.pipeline(transaction=False) as pipe:
         for month in months:
@@ -180,7 +180,7 @@ async def monthly_spend(redis: Redis, tenant: str, months: list[str]) -> list[Mo
         spend = round(float(raw[2 * i] or 0), 2)
         cost = round(float(raw[2 * i + 1] or 0), 2)
         found.append(
-            MonthSpend(
+            TrainingSpend(
                 month=month,
                 spend_usd=spend,
                 cost_usd=cost,

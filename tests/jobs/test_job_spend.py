@@ -1,0 +1,130 @@
+"""A job's training spend: its estimate while it runs, its real cost once it succeeded, nothing
+when it ended before reaching the upstream; `GET /v1/usage` shows it per month."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+
+from burro.testing import serve_in_thread
+from service.app import create_app
+from service.jobs.transitions import transition
+from service.queue import Queue
+from service.settings import Settings
+from tests.jobs.conftest import MODEL, upload_dataset
+
+# A price at which the small test dataset costs dollars, not fractions of a cent.
+PRICEY_TABLE = """
+[[models]]
+name = "gpt-4.1-mini-2025-04-14"
+encoding = "o200k_base"
+max_tokens_per_example = 65536
+training_usd_per_1m_tokens = 1000.0
+input_usd_per_1m_tokens = 0.80
+output_usd_per_1m_tokens = 3.20
+methods = ["supervised", "dpo"]
+"""
+
+
+@pytest.fixture
+def api(job_settings: Settings, tmp_path: Path) -> Iterator[httpx.Client]:
+    table = tmp_path / "models.toml"
+    table.write_text(PRICEY_TABLE)
+    custom = msgspec.structs.replace(job_settings, models_file=table)
+    with (
+        serve_in_thread(create_app(custom, configure_logs=False)) as url,
+        httpx.Client(base_url=url, headers={"Authorization": "Bearer key-acme"}) as http,
+    ):
+        yield http
+
+
+def drive(settings: Settings, job_id: str, *moves: tuple[str, dict[str, Any]]) -> None:
+    """Move the job through `moves` as the workers would (no worker runs in these tests)."""
+
+    async def run() -> None:
+        assert settings.redis_url is not None
+        queue = await Queue.connect(settings.redis_url)
+        try:
+            for status, changes in moves:
+                await transition(queue, job_id, status, **changes)  # type: ignore[arg-type]
+        finally:
+            await queue.close()
+
+    asyncio.run(run())
+
+
+def this_month(api: httpx.Client) -> dict[str, Any]:
+    report = api.get("/v1/usage").json()
+    month = datetime.datetime.now(datetime.UTC).strftime("%Y-%m")
+    assert report["training"][0]["month"] == month, report["training"]
+    found: dict[str, Any] = report["training"][0]
+    return found
+
+
+def test_a_succeeded_jobs_real_cost_replaces_its_estimate_in_the_months_spend(
+    api: httpx.Client, job_settings: Settings
+) -> None:
+    dataset = upload_dataset(api)
+    job = api.post("/v1/jobs", json={"training_dataset": dataset, "model": MODEL}).json()
+    estimate = job["estimated_cost_usd"]
+    assert estimate >= 1.0
+    running = this_month(api)
+    assert running == {
+        "month": running["month"],
+        "spend_usd": estimate,
+        "cost_usd": 0.0,
+        "estimated_usd": estimate,
+    }
+
+    real = round(estimate / 4, 2)
+    drive(
+        job_settings,
+        job["id"],
+        ("uploading", {}),
+        ("running", {"upstream_job_id": "ftjob-spend"}),
+        ("succeeded", {"cost_usd": real, "fine_tuned_model": f"ft:{MODEL}:acme::spend"}),
+    )
+
+    assert this_month(api) == {
+        "month": running["month"],
+        "spend_usd": real,
+        "cost_usd": real,
+        "estimated_usd": 0.0,
+    }
+    assert api.get(f"/v1/jobs/{job['id']}").json()["cost_usd"] == real
+
+
+def test_a_job_that_failed_upstream_keeps_its_estimate_and_one_cancelled_before_gives_it_back(
+    api: httpx.Client, job_settings: Settings
+) -> None:
+    dataset = upload_dataset(api)
+    failed, cancelled = (
+        api.post("/v1/jobs", json={"training_dataset": dataset, "model": MODEL}).json()
+        for _ in range(2)
+    )
+    drive(
+        job_settings,
+        failed["id"],
+        ("uploading", {}),
+        ("running", {"upstream_job_id": "ftjob-failed"}),
+        ("failed", {}),
+    )
+    assert api.post(f"/v1/jobs/{cancelled['id']}/cancel").json()["status"] == "cancelled"
+
+    month = this_month(api)
+    assert month["spend_usd"] == failed["estimated_cost_usd"]
+    assert month["cost_usd"] == 0.0
+    assert month["estimated_usd"] == failed["estimated_cost_usd"]
+
+
+def test_usage_lists_every_month_of_its_range_newest_first(api: httpx.Client) -> None:
+    report = api.get("/v1/usage", params={"start": "2026-10-30", "end": "2026-12-01"}).json()
+    assert [m["month"] for m in report["training"]] == ["2026-12", "2026-11", "2026-10"]
+    assert all(m["spend_usd"] == 0.0 for m in report["training"])
