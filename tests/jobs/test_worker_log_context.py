@@ -1,0 +1,78 @@
+"""One request followed from the API into the worker: every line a background job logs names the
+queued job, its function, its try and the request that caused it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from service.settings import Settings
+from tests.jobs.conftest import MODEL
+
+ROOT = Path(__file__).resolve().parents[2]
+# A worker in burst mode: it runs what is queued, then exits.
+BURST_WORKER = (
+    "from arq.worker import create_worker; from service.logging import configure_logging; "
+    "from service.settings import Settings; from workers.main import worker_settings; "
+    "s = Settings.from_env(); configure_logging(s.log_level, s.log_json); "
+    "create_worker(worker_settings(s), burst=True, poll_delay=0.05).run()"
+)
+
+
+def run_burst_worker(settings: Settings) -> list[dict[str, Any]]:
+    env = {
+        **os.environ,
+        "REDIS_URL": str(settings.redis_url),
+        "BURRO_DATA_DIR": str(settings.data_dir),
+        "BURRO_LOG_LEVEL": "INFO",
+        "BURRO_LOG_JSON": "true",
+    }
+    env.pop("OPENAI_API_KEY", None)
+    done = subprocess.run(
+        [sys.executable, "-c", BURST_WORKER],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = []
+    for line in done.stderr.splitlines():
+        if line.startswith("{"):
+            lines.append(json.loads(line))
+    return lines
+
+
+def test_a_worker_logs_each_job_with_its_id_function_try_and_the_request_id(
+    api: httpx.Client, dataset: str, job_settings: Settings
+) -> None:
+    created = api.post(
+        "/v1/jobs",
+        json={"training_dataset": dataset, "model": MODEL},
+        headers={"X-Request-ID": "req_follow_create"},
+    ).json()
+    cancelled = api.post(
+        f"/v1/jobs/{created['id']}/cancel", headers={"X-Request-ID": "req_follow_cancel"}
+    ).json()
+    assert cancelled["status"] == "cancelled"
+
+    lines = run_burst_worker(job_settings)
+
+    relayed = {line["change"]: line for line in lines if line["event"] == "effects.relayed"}
+    for change, request_id in (
+        ("job.pending", "req_follow_create"),
+        ("job.cancelled", "req_follow_cancel"),
+    ):
+        line = relayed[change]
+        assert line["subject"] == created["id"]
+        assert line["request_id"] == request_id
+        assert line["function"] == "relay_effects"
+        assert line["job_id"] == f"effects:{line['entry']}"
+        assert line["job_try"] == 1

@@ -1,0 +1,112 @@
+"""One job registry: every background job is enqueued as a task of `service.tasks`, and the
+worker of its queue registers exactly those tasks, under their names."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+import structlog
+
+from service import tasks
+from service.queue import QUEUE_NAME, REQUEST_ID, Queue
+from service.settings import Settings
+from service.tasks import CONTROL_QUEUE, TASKS, Task
+from workers.main import FUNCTIONS, worker_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("service", "workers", "burro", "sandbox")
+
+
+def _sources() -> list[tuple[Path, ast.Module]]:
+    return [
+        (path, ast.parse(path.read_text(), str(path)))
+        for package in PACKAGES
+        for path in sorted((ROOT / package).rglob("*.py"))
+    ]
+
+
+def _registered_task(node: ast.expr) -> Task | None:
+    """The task an enqueue's first argument names, when it is `tasks.<NAME>` of the registry."""
+    if not (
+        isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "tasks"
+    ):
+        return None
+    found = getattr(tasks, node.attr, None)
+    return found if isinstance(found, Task) else None
+
+
+def test_the_worker_registers_exactly_the_tasks_of_its_queue_under_their_names(
+    settings: Settings,
+) -> None:
+    worker: Any = worker_settings(settings)
+    names = [f.name for f in worker.functions] + [c.name for c in worker.cron_jobs]
+
+    assert sorted(names) == sorted(t.name for t in tasks.on_queue(CONTROL_QUEUE))
+    assert len(names) == len(set(names))
+    assert set(FUNCTIONS) == set(tasks.on_queue(CONTROL_QUEUE))
+    assert worker.queue_name == CONTROL_QUEUE == QUEUE_NAME
+
+
+def test_every_enqueue_in_the_code_names_a_registered_task() -> None:
+    enqueued: set[str] = set()
+    for path, tree in _sources():
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            where = f"{path.relative_to(ROOT)}:{node.lineno}"
+            if node.func.attr == "enqueue_job":
+                # arq's own enqueue, by bare name, only behind Queue.enqueue.
+                assert path == ROOT / "service" / "queue.py", where
+            if node.func.attr != "enqueue":
+                continue
+            assert node.args, where
+            task = _registered_task(node.args[0])
+            assert task is not None, f"{where}: enqueues {ast.unparse(node.args[0])}"
+            assert TASKS[task.name] is task, where
+            enqueued.add(task.name)
+    # What the code enqueues, every one of them served by the worker of its queue.
+    served = {t.name for t in FUNCTIONS}
+    assert enqueued <= served, enqueued - served
+    assert "upload_job_files" in enqueued and "relay_effects" in enqueued
+
+
+def test_fixed_job_ids_are_built_from_the_arguments_in_one_place() -> None:
+    assert tasks.UPLOAD_JOB_FILES.job_id("job_1") == "upload:job_1"
+    assert tasks.POLL_PROVIDER.job_id("sandbox") == "poll:sandbox"
+    assert tasks.RELAY_EFFECTS.job_id("fx_1") == "effects:fx_1"
+    assert tasks.DELIVER_WEBHOOK.job_id("msg_1", 0, 2) == "webhook:msg_1:2"
+    assert tasks.DELIVER_WEBHOOK.job_id("msg_1", 3, 1) == "webhook:msg_1:r3:1"
+    assert Task("anything").job_id("x") is None
+
+
+def test_a_name_is_registered_once() -> None:
+    with pytest.raises(ValueError, match="registered twice"):
+        tasks.register(Task("upload_job_files"))
+
+
+def test_an_enqueued_task_carries_its_name_fixed_id_and_the_request_id(redis_url: str) -> None:
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
+        queue = await Queue.connect(redis_url)
+        try:
+            with structlog.contextvars.bound_contextvars(**{REQUEST_ID: "req_1"}):
+                assert await queue.enqueue(tasks.UPLOAD_JOB_FILES, "job_1")
+                assert not await queue.enqueue(tasks.UPLOAD_JOB_FILES, "job_1")  # collapsed
+                await queue.enqueue(tasks.POLL_PROVIDER, "sandbox")
+            upload = await queue.redis.get("arq:job:upload:job_1")
+            poll = await queue.redis.get("arq:job:poll:sandbox")
+            return msgspec.msgpack.decode(upload), msgspec.msgpack.decode(poll)
+        finally:
+            await queue.close()
+
+    upload, poll = asyncio.run(scenario())
+    assert upload["f"] == "upload_job_files" and upload["a"] == ["job_1"]
+    assert upload["k"] == {REQUEST_ID: "req_1"}
+    # A provider's poll loop serves every request's jobs: it carries none.
+    assert poll["f"] == "poll_provider" and poll["k"] == {}
