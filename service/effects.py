@@ -28,8 +28,8 @@ from service.store import PREFIX
 
 OUTBOX_KEY = f"{PREFIX}:outbox"
 """Sorted set of the entries not yet carried out, by the time they were written."""
-# An entry this old is relayed again by the sweep: its relay was lost, or died.
-SWEEP_AFTER = 30.0
+# An entry this old is relayed again by the sweep: its relay was lost, or died, or timed out.
+SWEEP_AFTER = 10.0
 
 
 class PublishWebhook(msgspec.Struct, frozen=True, kw_only=True, tag="webhook"):

@@ -105,7 +105,7 @@ POLL_PROVIDER = register(
 RELAY_EFFECTS = register(Task("relay_effects", key="effects:{0}", timeout=None, max_tries=6))
 # The backstop: entries whose relay was never queued (a process died right after the commit).
 SWEEP_EFFECTS = register(
-    Task("sweep_effects", max_tries=1, carries_request=False, on_the_clock=(0, 30))
+    Task("sweep_effects", max_tries=1, carries_request=False, on_the_clock=(0, 10, 20, 30, 40, 50))
 )
 
 # --- Webhooks: one attempt of one message -------------------------------------------------------

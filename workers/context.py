@@ -39,6 +39,16 @@ WEBHOOK_CONNECTIONS = 1000
 
 
 @dataclass
+class PollState:
+    """What one worker remembers between poll passes (lost on restart: it only saves calls)."""
+
+    events_read: dict[str, float] = field(default_factory=dict)
+    """Job id → when its upstream events were last read (monotonic seconds)."""
+    next_finish: dict[str, float] = field(default_factory=dict)
+    """Provider → the earliest time one of its active jobs is expected to finish."""
+
+
+@dataclass
 class WorkerContext:
     """The worker's clients and knobs, made once per process (`close()` at shutdown)."""
 
@@ -65,6 +75,7 @@ class WorkerContext:
     evaluation_concurrency: int = DEFAULT_CONCURRENCY
     evaluation_budget: float = 90.0
     evaluation_retry: RetryPolicy = field(default_factory=RetryPolicy)
+    polling: PollState = field(default_factory=PollState)
     _sender: WebhookSender | None = field(default=None, init=False, repr=False)
 
     @property

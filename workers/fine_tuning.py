@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import csv
 import io
 import secrets
+import time
 from typing import Any
 
 import msgspec
@@ -47,8 +49,12 @@ STATUS_MAP: dict[str, JobStatus] = {
     "failed": "failed",
     "cancelled": "cancelled",
 }
-UPSTREAM_TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 STUCK_STATUSES = frozenset({"validating_files", "queued"})
+# The earliest a poll pass follows the one before, however soon a job is expected to finish:
+# each pass costs the list's pages.
+MIN_POLL_SECONDS = 1.0
+# Estimated finishes are whole seconds, and late: look this long after one.
+_FINISH_MARGIN = 1.0
 _LOOKUP_PAGES = 20
 _LIST_PAGES = 50
 _PAGE_SIZE = 100
@@ -169,18 +175,28 @@ async def ensure_polling(w: WorkerContext, provider: str) -> None:
     await w.queue.enqueue(tasks.POLL_PROVIDER, provider)
 
 
+def _ends(job: Job, upstream: FineTuningJob) -> bool:
+    """Mirroring `upstream` makes `job` terminal (checkpoints and results are final then)."""
+    target = STATUS_MAP.get(upstream.status)
+    return target is not None and target in TERMINAL and RANK[target] > RANK[job.status]
+
+
 async def mirror(
     w: WorkerContext, job: Job, upstream: FineTuningJob, *, details: bool = True
 ) -> Job:
-    """Bring `job` up to date with its upstream job: events, checkpoints and metrics first (when
-    `details`), then fields and status, so whoever hears of a change finds them in place."""
+    """Bring `job` up to date with its upstream job: its new events first (when `details`), and
+    when it ends its checkpoints and training curve, then fields and status, so whoever hears
+    of a change finds them in place. Checkpoints and the result file are read once, at the end:
+    that is when they are complete, and a poll pass over many jobs does not pay for them."""
     client = _client(w, job)
     if details:
         await sync_events(w, client, job, upstream.id)
-        if upstream.status != job.upstream_status or upstream.status in UPSTREAM_TERMINAL:
-            await sync_checkpoints(w, client, job, upstream.id)
-    if upstream.status == "succeeded" and upstream.result_files:
-        await sync_metrics(w, client, job, upstream.result_files[0])
+        w.polling.events_read[job.id] = time.monotonic()
+    if _ends(job, upstream):
+        w.polling.events_read.pop(job.id, None)
+        await sync_checkpoints(w, client, job, upstream.id)
+        if upstream.status == "succeeded" and upstream.result_files:
+            await sync_metrics(w, client, job, upstream.result_files[0])
     changes: dict[str, Any] = {
         "upstream_status": upstream.status,
         "fine_tuned_model": upstream.fine_tuned_model,
@@ -345,11 +361,15 @@ async def poll_provider(w: WorkerContext, provider: str) -> int:
 
     The jobs' statuses come from the upstream's job list, newest first, paged until every
     active job was seen or the page is older than the oldest of them: the cost grows with pages,
-    not with jobs. Only a job whose status changed, or that is running, costs more calls (its
-    events, its checkpoints when the status changed).
+    not with jobs. Only a job whose status changed costs more calls (its events; its checkpoints
+    and result file when it ended), and a running one its new events, at most once per poll
+    interval. The jobs are mirrored concurrently, `w.poll_concurrency` at a time. The earliest
+    finish the upstream expects of a job still active is kept for the loop's next pass
+    (`w.polling.next_finish`).
     """
     redis = w.redis
     collection = jobs(redis)
+    w.polling.next_finish.pop(provider, None)
     raw_ids = await redis.zrange(active_key(provider), 0, -1)
     ids = [i.decode() if isinstance(i, bytes) else str(i) for i in raw_ids]
     if not ids:
@@ -358,6 +378,7 @@ async def poll_provider(w: WorkerContext, provider: str) -> int:
     for job_id, job in zip(ids, await collection.get_many(ids), strict=True):
         if job is None or job.status in TERMINAL or job.upstream_job_id is None:
             await redis.zrem(active_key(provider), job_id)
+            w.polling.events_read.pop(job_id, None)
         else:
             active.append(job)
     if not active:
@@ -378,26 +399,61 @@ async def poll_provider(w: WorkerContext, provider: str) -> int:
                 break
             page = await page.get_next_page()
             calls += 1
-    for job in active:
+    limit = asyncio.Semaphore(max(1, w.poll_concurrency))
+    now = time.time()
+    finishes: list[float] = []
+
+    async def one(job: Job) -> None:
+        nonlocal calls
         assert job.upstream_job_id is not None
         upstream = seen.get(job.upstream_job_id)
-        try:
-            if upstream is None:
-                upstream = await client.fine_tuning.jobs.retrieve(job.upstream_job_id)
-                calls += 1
-            changed = upstream.status != job.upstream_status
-            details = changed or upstream.status == "running"
-            calls += (2 if changed else 1) if details else 0
-            job = await mirror(w, job, upstream, details=details)
-        except Exception as exc:
-            failure = classify(exc)
-            if failure is None:
-                raise
-            log.warning("job.poll_failed", job=job.id, code=failure.code, status=failure.status)
-            continue
-        await notice_if_stuck(w, job)
+        async with limit:
+            try:
+                if upstream is None:
+                    upstream = await client.fine_tuning.jobs.retrieve(job.upstream_job_id)
+                    calls += 1
+                details = upstream.status != job.upstream_status or (
+                    upstream.status == "running" and _events_due(w, job.id)
+                )
+                ends = _ends(job, upstream)
+                results = ends and upstream.status == "succeeded" and bool(upstream.result_files)
+                calls += int(details) + int(ends) + int(results)
+                job = await mirror(w, job, upstream, details=details)
+            except Exception as exc:
+                failure = classify(exc)
+                if failure is None:
+                    raise
+                log.warning("job.poll_failed", job=job.id, code=failure.code, status=failure.status)
+                return
+            await notice_if_stuck(w, job)
+        expected = upstream.estimated_finish
+        if not job.terminal and expected is not None and expected + _FINISH_MARGIN > now:
+            finishes.append(expected + _FINISH_MARGIN)
+
+    await asyncio.gather(*(one(job) for job in active))
+    if finishes:
+        w.polling.next_finish[provider] = min(finishes)
     log.info("job.polled", provider=provider, jobs=len(active), calls=calls)
     return calls
+
+
+def _events_due(w: WorkerContext, job_id: str) -> bool:
+    """A running job's events are read again once a poll interval (less its jitter) has passed
+    since the last time: at every pass of the usual rhythm, not at the extra ones."""
+    last = w.polling.events_read.get(job_id)
+    every = w.settings.poll_interval * (1 - w.poll_jitter)
+    return last is None or time.monotonic() - last >= every
+
+
+def next_pass_in(w: WorkerContext, provider: str) -> float:
+    """Seconds until the provider's next poll pass: the poll interval (with jitter), or sooner
+    when the upstream expects a job to finish before that, so its end is seen when it comes."""
+    delay = w.poll_delay()
+    expected = w.polling.next_finish.get(provider)
+    if expected is not None:
+        floor = min(MIN_POLL_SECONDS, w.settings.poll_interval)
+        delay = min(delay, max(floor, expected - time.time()))
+    return delay
 
 
 async def notice_if_stuck(w: WorkerContext, job: Job) -> None:

@@ -134,7 +134,8 @@ async def cancel_job(ctx: JobContext, job_id: str) -> None:
 
 async def poll_provider(ctx: JobContext, provider: str) -> None:
     """Mirror every active job of `provider`, then run again after the poll interval (with
-    jitter). The loop never sleeps: it is rescheduled under the same fixed job id."""
+    jitter), or when the upstream expects a job to finish if that is sooner. The loop never
+    sleeps: it is rescheduled under the same fixed job id."""
     w = ctx.worker
     try:
         await fine_tuning.poll_provider(w, provider)
@@ -144,7 +145,7 @@ async def poll_provider(ctx: JobContext, provider: str) -> None:
             log.exception("job.poll_error", provider=provider)
         else:
             log.warning("job.poll_failed", provider=provider, code=failure.code)
-    raise Retry(defer=w.poll_delay())
+    raise Retry(defer=fine_tuning.next_pass_in(w, provider))
 
 
 async def resume_unfinished(w: WorkerContext) -> None:

@@ -1,8 +1,8 @@
 """Effects → worker: `relay_effects` carries out one outbox entry (`service.effects`), effect by
 effect in its order, each safe to repeat, and removes the entry after the last. A worker
-starting up queues the relay of every entry still waiting; `sweep_effects` does the same, twice
-a minute, for entries left waiting longer than `SWEEP_AFTER` (a process that died between a
-commit and queueing its relay).
+starting up queues the relay of every entry still waiting; `sweep_effects` does the same, every
+ten seconds, for entries left waiting longer than `SWEEP_AFTER` (a process that died between a
+commit and queueing its relay, a relay that ran out of time).
 """
 
 from __future__ import annotations
