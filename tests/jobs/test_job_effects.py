@@ -1,0 +1,193 @@
+"""A status change and what follows it: one transaction writes the job, its event, its indexes
+and an outbox entry; the relay carries the entry out in order, safe to run again; the sweep
+finds entries whose relay was lost."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from service import effects
+from service.effects import MoveAlias, PublishWebhook
+from service.ids import new_id
+from service.inference.aliases import get_alias
+from service.inference.catalog import registered
+from service.jobs.events import list_events
+from service.jobs.records import UNFINISHED_KEY, Job
+from service.jobs.transitions import create, jobs, transition
+from service.models import ModelTable
+from service.providers import Providers
+from service.queue import Queue
+from service.settings import Settings
+from service.store import now
+from service.webhooks.outbox import messages
+from service.webhooks.signing import new_secret
+from workers import relay
+from workers.context import WorkerContext
+
+T = TypeVar("T")
+MODEL = "gpt-4.1-mini-2025-04-14"
+
+
+def run(settings: Settings, scenario: Callable[[WorkerContext], Awaitable[T]]) -> T:
+    async def main() -> T:
+        assert settings.redis_url is not None
+        w = WorkerContext(
+            settings=settings,
+            queue=await Queue.connect(settings.redis_url),
+            providers=Providers(settings),
+            models=ModelTable.load(),
+        )
+        try:
+            return await scenario(w)
+        finally:
+            await w.close()
+            await w.queue.close()
+
+    return asyncio.run(main())
+
+
+def new_job(**fields: Any) -> Job:
+    stamp = now()
+    return Job(
+        id=new_id("job_"),
+        tenant="acme",
+        status="pending",
+        provider="sandbox",
+        model=MODEL,
+        training_dataset="ds_x",
+        created_at=stamp,
+        updated_at=stamp,
+        **fields,
+    )
+
+
+async def succeed(w: WorkerContext, job: Job) -> Job:
+    await create(w.queue, job)
+    await transition(w.queue, job.id, "uploading")
+    await transition(w.queue, job.id, "running", upstream_job_id="ftjob-x")
+    return await transition(
+        w.queue, job.id, "succeeded", fine_tuned_model=f"ft:{MODEL}:acme::{job.id[-6:]}"
+    )
+
+
+async def entries(w: WorkerContext) -> list[effects.Entry]:
+    found = [await effects.load(w.redis, i) for i in await effects.waiting(w.redis)]
+    return [e for e in found if e is not None]
+
+
+def test_a_success_is_saved_with_its_event_indexes_and_effects_before_any_is_carried_out(
+    settings: Settings,
+) -> None:
+    async def scenario(w: WorkerContext) -> None:
+        job = await succeed(w, new_job(promote_to="donkey"))
+
+        # Saved, servable, no longer unfinished, its event stored: all in the commit.
+        stored = await jobs(w.redis).get(job.id)
+        assert stored is not None and stored.status == "succeeded"
+        assert (await registered(w.redis, "acme", job.id)) is not None
+        assert not await w.redis.sismember(UNFINISHED_KEY, job.id)
+        timeline, _ = await list_events(w.redis, job.id)
+        assert [e.data["status"] for e in timeline if e.data] == [
+            "pending",
+            "uploading",
+            "running",
+            "succeeded",
+        ]
+        # Nothing carried out yet (no worker runs here): it waits in the outbox, in order.
+        assert await get_alias(w.redis, "acme", "donkey") is None
+        waiting = {e.change: e for e in await entries(w)}
+        assert sorted(waiting) == ["job.pending", "job.running", "job.succeeded", "job.uploading"]
+        success = waiting["job.succeeded"].effects
+        assert [type(e) for e in success] == [MoveAlias, PublishWebhook]
+        assert isinstance(success[1], PublishWebhook)
+        assert success[1].event_type == "job.succeeded"
+
+    run(settings, scenario)
+
+
+def test_the_relay_carries_out_an_entry_once_however_often_it_runs(settings: Settings) -> None:
+    received: list[str] = []
+
+    async def scenario(w: WorkerContext) -> None:
+        async def hook(request: web.Request) -> web.Response:
+            received.append(request.headers["webhook-id"])
+            return web.Response(status=204)
+
+        app = web.Application()
+        app.router.add_post("/hook", hook)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        await web.SockSite(runner, sock).start()
+        try:
+            job = new_job(
+                promote_to="donkey",
+                webhook_url=f"http://127.0.0.1:{port}/hook",
+                webhook_secret=new_secret(),
+            )
+            job = await succeed(w, job)
+            waiting = {e.change: e for e in await entries(w)}
+            entry = waiting["job.succeeded"]
+            assert await relay.relay(w, entry.id)
+            assert not await relay.relay(w, entry.id)  # done: nothing left to do
+            # A relay that died after its effects, before removing the entry, runs them again.
+            effects_done_again = effects.new_entry(job.id, entry.change, list(entry.effects))
+            async with w.redis.pipeline(transaction=True) as pipe:
+                effects.stage(pipe, effects_done_again)
+                await pipe.execute()
+            assert await relay.relay(w, effects_done_again.id)
+        finally:
+            await runner.cleanup()
+
+        alias = await get_alias(w.redis, "acme", "donkey")
+        assert alias is not None and alias.job == job.id
+        assert [h.job for h in alias.history] == [job.id]
+        [message] = [
+            m
+            for m in await messages(w.redis).get_many(received)
+            if m is not None and m.event_type == "job.succeeded"
+        ]
+        assert message.state == "delivered" and len(message.attempts) == 1
+        assert received.count(message.id) == 1
+
+    run(settings, scenario)
+
+
+def test_a_refused_effect_does_not_hold_up_the_ones_after_it(settings: Settings) -> None:
+    async def scenario(w: WorkerContext) -> None:
+        # `job_…` cannot be an alias: the move is refused, the webhook still goes out.
+        job = await succeed(w, new_job(promote_to="job_not_an_alias"))
+        entry = {e.change: e for e in await entries(w)}["job.succeeded"]
+        assert await relay.relay(w, entry.id)
+        assert await get_alias(w.redis, "acme", "job_not_an_alias") is None
+        assert await effects.load(w.redis, entry.id) is None
+        assert await w.redis.exists(f"burro:webhook-messages:by-job:{job.id}") == 0  # no hook
+
+    run(settings, scenario)
+
+
+def test_the_sweep_queues_the_relay_of_entries_left_waiting(settings: Settings) -> None:
+    async def scenario(w: WorkerContext) -> None:
+        old = effects.new_entry("job_old", "job.running", [])
+        fresh = effects.new_entry("job_new", "job.running", [])
+        async with w.redis.pipeline(transaction=True) as pipe:
+            effects.stage(pipe, old)
+            effects.stage(pipe, fresh)
+            await pipe.execute()
+        await w.redis.zadd(effects.OUTBOX_KEY, {old.id: time.time() - effects.SWEEP_AFTER - 1})
+
+        swept = await relay.requeue_waiting(w, written_before=time.time() - effects.SWEEP_AFTER)
+
+        assert swept == 1
+        assert await w.redis.exists(f"arq:job:effects:{old.id}")
+        assert not await w.redis.exists(f"arq:job:effects:{fresh.id}")
+
+    run(settings, scenario)
