@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from service.errors import NotFound
+from service.limits import RateLimiter
 from service.settings import Settings
 from service.store import PREFIX, now
 
@@ -104,15 +105,27 @@ async def registered(redis: Redis, tenant: str, job_id: str) -> Target | None:
     return None if raw is None else decode_target(raw)
 
 
-async def resolve(redis: Redis, settings: Settings, tenant: str, name: str) -> Target:
+async def resolve(
+    redis: Redis,
+    settings: Settings,
+    tenant: str,
+    name: str,
+    *,
+    limiter: RateLimiter | None = None,
+) -> Target:
     """Where `name` goes for `tenant`: one of its fine-tuned models, job ids or aliases, else a
     base model that `settings.allowed_base_models` lists (on the default provider).
 
     Raises ModelNotFound otherwise; another tenant's names are simply not in this tenant's
-    catalog, so they are not found either.
+    catalog, so they are not found either. With `limiter`, the request is booked against the
+    tenant's rate limit (RateLimited when over) in the same round trip.
     """
     fields = [f"m:{name}", f"j:{name}", f"a:{name}"]
-    for raw in await redis.hmget(catalog_key(tenant), fields):  # type: ignore[misc]
+    if limiter is not None:
+        found = await limiter.check_and_read(tenant, catalog_key(tenant), fields)
+    else:
+        found = await redis.hmget(catalog_key(tenant), fields)  # type: ignore[misc]
+    for raw in found:
         if raw is not None:
             return decode_target(raw)
     if name in settings.allowed_base_models:

@@ -20,7 +20,7 @@ from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, Requ
 from litestar.params import FromPath, FromQuery
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from service.context import Resources, Tenant, UsesResources, authenticate, provide_tenant
+from service.context import Resources, Tenant, UsesResources, provide_tenant
 from service.errors import PayloadTooLarge
 from service.inference.catalog import entries, resolve
 from service.inference.proxy import read_head, relay, rewrite
@@ -58,13 +58,16 @@ def _authorization(scope: Scope) -> str | None:
 
 
 async def chat_completions_app(scope: Scope, receive: Receive, send: Send) -> None:
-    """Authenticate, resolve the model, rewrite it, and relay the upstream's answer."""
+    """Authenticate, book the request against the rate limit and resolve the model (one Redis
+    round trip), rewrite the model, and relay the upstream's answer."""
     started = time.perf_counter()
     resources: Resources = scope["litestar_app"].state.resources
-    tenant = await authenticate(resources, _authorization(scope))
+    tenant = await resources.keys.tenant_for(_authorization(scope))
     body = await _read_body(scope, receive)
     head = read_head(body)
-    target = await resolve(resources.redis, resources.settings, tenant, head.model)
+    target = await resolve(
+        resources.redis, resources.settings, tenant, head.model, limiter=resources.limiter
+    )
     endpoint = resources.upstream.endpoint(
         resources.settings.provider(target.provider), target.provider, target.model
     )
