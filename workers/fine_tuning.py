@@ -189,14 +189,16 @@ async def mirror(
     of a change finds them in place. Checkpoints and the result file are read once, at the end:
     that is when they are complete, and a poll pass over many jobs does not pay for them."""
     client = _client(w, job)
+    reads = []
     if details:
-        await sync_events(w, client, job, upstream.id)
+        reads.append(sync_events(w, client, job, upstream.id))
         w.polling.events_read[job.id] = time.monotonic()
     if _ends(job, upstream):
         w.polling.events_read.pop(job.id, None)
-        await sync_checkpoints(w, client, job, upstream.id)
+        reads.append(sync_checkpoints(w, client, job, upstream.id))
         if upstream.status == "succeeded" and upstream.result_files:
-            await sync_metrics(w, client, job, upstream.result_files[0])
+            reads.append(sync_metrics(w, client, job, upstream.result_files[0]))
+    await asyncio.gather(*reads)
     changes: dict[str, Any] = {
         "upstream_status": upstream.status,
         "fine_tuned_model": upstream.fine_tuned_model,
@@ -361,11 +363,10 @@ async def poll_provider(w: WorkerContext, provider: str) -> int:
 
     The jobs' statuses come from the upstream's job list, newest first, paged until every
     active job was seen or the page is older than the oldest of them: the cost grows with pages,
-    not with jobs. Only a job whose status changed costs more calls (its events; its checkpoints
-    and result file when it ended), and a running one its new events, at most once per poll
-    interval. The jobs are mirrored concurrently, `w.poll_concurrency` at a time. The earliest
-    finish the upstream expects of a job still active is kept for the loop's next pass
-    (`w.polling.next_finish`).
+    not with jobs. Only a job that ended costs more calls (its events, checkpoints and result
+    file), and a running one its new events, at most once per poll interval. The jobs are
+    mirrored concurrently, `w.poll_concurrency` at a time. The earliest finish the upstream
+    expects of a job still active is kept for the loop's next pass (`w.polling.next_finish`).
     """
     redis = w.redis
     collection = jobs(redis)
@@ -412,10 +413,8 @@ async def poll_provider(w: WorkerContext, provider: str) -> int:
                 if upstream is None:
                     upstream = await client.fine_tuning.jobs.retrieve(job.upstream_job_id)
                     calls += 1
-                details = upstream.status != job.upstream_status or (
-                    upstream.status == "running" and _events_due(w, job.id)
-                )
                 ends = _ends(job, upstream)
+                details = ends or (upstream.status == "running" and _events_due(w, job.id))
                 results = ends and upstream.status == "succeeded" and bool(upstream.result_files)
                 calls += int(details) + int(ends) + int(results)
                 job = await mirror(w, job, upstream, details=details)

@@ -41,6 +41,7 @@ from service.jobs.records import (
 )
 from service.queue import Queue
 from service.store import PREFIX, Collection, now
+from service.webhooks.outbox import has_endpoints
 
 log = structlog.get_logger("burro.jobs")
 
@@ -103,10 +104,10 @@ def _datasets_used(job: Job) -> list[str]:
     return [d for d in used if d]
 
 
-def effects_of(job: Job) -> list[Effect]:
+def effects_of(job: Job, *, announce: bool = True) -> list[Effect]:
     """What must follow `job`'s entering its status, in order: on success its alias moves (or
-    its promotion gate starts evaluating) before anyone is told; then `job.<status>` goes to its
-    webhook and the tenant's endpoints."""
+    its promotion gate starts evaluating) before anyone is told; then, when `announce` (there is
+    somebody to tell), `job.<status>` goes to its webhook and the tenant's endpoints."""
     followed: list[Effect] = []
     if job.status == "succeeded" and job.promote_to and job.fine_tuned_model:
         if job.promotion is not None and job.promotion.status == "evaluating":
@@ -120,6 +121,8 @@ def effects_of(job: Job) -> list[Effect]:
                     reason=f"promote_to {job.id}",
                 )
             )
+    if not announce:
+        return followed
     followed.append(
         PublishWebhook(
             tenant=job.tenant,
@@ -163,7 +166,15 @@ def _stage_indexes(pipe: Pipeline, job: Job) -> None:
         quotas.stage_settlement(pipe, job)
 
 
-async def _commit(redis: Redis, job: Job, event: JobEvent, sequence: int, entry: Entry) -> None:
+async def _announced(redis: Redis, job: Job) -> bool:
+    """Whether anybody hears of `job`'s changes: its own webhook, or an endpoint of its tenant.
+    Nobody: its changes have no webhook to publish (and often no entry to relay at all)."""
+    return job.webhook_url is not None or await has_endpoints(redis, job.tenant)
+
+
+async def _commit(
+    redis: Redis, job: Job, event: JobEvent, sequence: int, entry: Entry | None
+) -> None:
     """Write `job`, its event, its indexes and its outbox entry as one transaction."""
     collection = jobs(redis)
     async with redis.pipeline(transaction=True) as pipe:
@@ -171,20 +182,28 @@ async def _commit(redis: Redis, job: Job, event: JobEvent, sequence: int, entry:
         pipe.zadd(collection.index_key(job.tenant), {job.id: job.created_at}, nx=True)
         stage_event(pipe, job.id, event, sequence)
         _stage_indexes(pipe, job)
-        effects.stage(pipe, entry)
+        if entry is not None:
+            effects.stage(pipe, entry)
         await pipe.execute()
+
+
+def _entry(job: Job, announce: bool) -> Entry | None:
+    """The outbox entry of `job`'s new status; None when nothing follows from it."""
+    followed = effects_of(job, announce=announce)
+    return effects.new_entry(job.id, f"job.{job.status}", followed) if followed else None
 
 
 async def create(queue: Queue, job: Job) -> Job:
     """Store a new job (status `pending`), mark its datasets as in use, and announce it."""
     assert job.status == "pending"
     event = burro_event("Job created", type="status", data={"status": "pending", "previous": None})
-    entry = effects.new_entry(job.id, "job.pending", effects_of(job))
+    entry = _entry(job, await _announced(queue.redis, job))
     sequence = int(await queue.redis.incr(sequence_key(job.id)))
     await _commit(queue.redis, job, event, sequence, entry)
     metrics.count_job_transition(job.status)
     log.info("job.created", job=job.id, tenant=job.tenant, provider=job.provider)
-    await effects.trigger(queue, entry)
+    if entry is not None:
+        await effects.trigger(queue, entry)
     return job
 
 
@@ -233,12 +252,13 @@ async def transition(
             level="error" if status == "failed" else "warn" if level == "warn" else "info",
             data={"status": status, "previous": current.status},
         )
-        entry = effects.new_entry(job_id, f"job.{status}", effects_of(updated))
+        entry = _entry(updated, await _announced(redis, updated))
         await _commit(redis, updated, event, int(sequence), entry)
     metrics.count_job_transition(status)
     log.info(f"job.{status}", job=job_id, tenant=updated.tenant, previous=current.status)
     await faults.reach(redis, f"committed:job.{status}")
-    await effects.trigger(queue, entry)
+    if entry is not None:
+        await effects.trigger(queue, entry)
     return updated
 
 

@@ -132,6 +132,11 @@ async def publish(
     return ids
 
 
+async def has_endpoints(redis: Redis, tenant: str) -> bool:
+    """Whether the tenant has any webhook endpoint (one cheap read)."""
+    return bool(await redis.zcard(endpoints(redis).index_key(tenant)))
+
+
 async def _tenant_endpoints(redis: Redis, tenant: str) -> list[WebhookEndpoint]:
     collection = endpoints(redis)
     ids = [

@@ -10,6 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import msgspec
 from aiohttp import web
 
 from service import effects
@@ -85,7 +86,8 @@ def test_a_success_is_saved_with_its_event_indexes_and_effects_before_any_is_car
     settings: Settings,
 ) -> None:
     async def scenario(w: WorkerContext) -> None:
-        job = await succeed(w, new_job(promote_to="donkey"))
+        job = new_job(promote_to="donkey", webhook_url="http://127.0.0.1:9/hook")
+        job = await succeed(w, msgspec.structs.replace(job, webhook_secret=new_secret()))
 
         # Saved, servable, no longer unfinished, its event stored: all in the commit.
         stored = await jobs(w.redis).get(job.id)
@@ -157,6 +159,17 @@ def test_the_relay_carries_out_an_entry_once_however_often_it_runs(settings: Set
         ]
         assert message.state == "delivered" and len(message.attempts) == 1
         assert received.count(message.id) == 1
+
+    run(settings, scenario)
+
+
+def test_a_change_nobody_hears_of_and_nothing_follows_leaves_no_entry(settings: Settings) -> None:
+    async def scenario(w: WorkerContext) -> None:
+        job = new_job()  # no webhook of its own, no endpoint of its tenant, no alias
+        await succeed(w, job)
+        assert await entries(w) == []
+        stored = await jobs(w.redis).get(job.id)
+        assert stored is not None and stored.status == "succeeded"
 
     run(settings, scenario)
 

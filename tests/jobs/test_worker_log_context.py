@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from service.settings import Settings
 from tests.jobs.conftest import MODEL
@@ -32,6 +35,9 @@ def run_burst_worker(settings: Settings) -> list[dict[str, Any]]:
         "BURRO_DATA_DIR": str(settings.data_dir),
         "BURRO_LOG_LEVEL": "INFO",
         "BURRO_LOG_JSON": "true",
+        "BURRO_WEBHOOK_ALLOW_PRIVATE": "true",
+        # The job's webhook goes nowhere: one quick retry, then the message is failed.
+        "BURRO_WEBHOOK_RETRY_SCHEDULE": "0.1",
     }
     env.pop("OPENAI_API_KEY", None)
     done = subprocess.run(
@@ -50,12 +56,25 @@ def run_burst_worker(settings: Settings) -> list[dict[str, Any]]:
     return lines
 
 
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A loopback port bound but not listening: connecting to it is refused at once."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    yield sock.getsockname()[1]
+    sock.close()
+
+
 def test_a_worker_logs_each_job_with_its_id_function_try_and_the_request_id(
-    api: httpx.Client, dataset: str, job_settings: Settings
+    api: httpx.Client, dataset: str, job_settings: Settings, closed_port: int
 ) -> None:
     created = api.post(
         "/v1/jobs",
-        json={"training_dataset": dataset, "model": MODEL},
+        json={
+            "training_dataset": dataset,
+            "model": MODEL,
+            "webhook": {"url": f"http://127.0.0.1:{closed_port}/hook"},
+        },
         headers={"X-Request-ID": "req_follow_create"},
     ).json()
     cancelled = api.post(
@@ -76,3 +95,17 @@ def test_a_worker_logs_each_job_with_its_id_function_try_and_the_request_id(
         assert line["function"] == "relay_effects"
         assert line["job_id"] == f"effects:{line['entry']}"
         assert line["job_try"] == 1
+    # Each webhook's second attempt, a job of its own queued by the first: the same request.
+    kinds = {
+        line["message"]: line["event_type"]
+        for line in lines
+        if line["event"] == "webhook.published"
+    }
+    retries = {
+        kinds[line["message"]]: line
+        for line in lines
+        if line["event"] == "webhook.attempted" and line["number"] == 2
+    }
+    assert retries["job.pending"]["request_id"] == "req_follow_create"
+    assert retries["job.cancelled"]["request_id"] == "req_follow_cancel"
+    assert retries["job.cancelled"]["function"] == "deliver_webhook"
