@@ -40,10 +40,8 @@ WEBHOOK_CONNECTIONS = 1000
 
 @dataclass
 class PollState:
-    """What one worker remembers between poll passes (lost on restart: it only saves calls)."""
+    """What a poll pass tells the loop that runs it (in the same process, at once)."""
 
-    events_read: dict[str, float] = field(default_factory=dict)
-    """Job id → when its upstream events were last read (monotonic seconds)."""
     next_finish: dict[str, float] = field(default_factory=dict)
     """Provider → the earliest time one of its active jobs is expected to finish."""
 

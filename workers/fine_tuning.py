@@ -29,6 +29,7 @@ from service.jobs.records import (
     active_key,
     by_upstream_key,
     create_lock_key,
+    events_read_key,
 )
 from service.jobs.transitions import InvalidTransition, jobs, record, release, transition, update
 from service.providers import classify
@@ -192,9 +193,7 @@ async def mirror(
     reads = []
     if details:
         reads.append(sync_events(w, client, job, upstream.id))
-        w.polling.events_read[job.id] = time.monotonic()
     if _ends(job, upstream):
-        w.polling.events_read.pop(job.id, None)
         reads.append(sync_checkpoints(w, client, job, upstream.id))
         if upstream.status == "succeeded" and upstream.result_files:
             reads.append(sync_metrics(w, client, job, upstream.result_files[0]))
@@ -258,8 +257,9 @@ async def sync_events(w: WorkerContext, client: AsyncOpenAI, job: Job, upstream_
     new: list[timeline.JobEvent] = []
     for _ in range(_LIST_PAGES):
         known = False
-        for event in page.data:
-            if await timeline.has_event(w.redis, job.id, event.id):
+        stored = await timeline.known_events(w.redis, job.id, [e.id for e in page.data])
+        for event, seen_before in zip(page.data, stored, strict=True):
+            if seen_before:
                 known = True
                 break
             data = event.data if isinstance(event.data, dict) else None
@@ -371,17 +371,26 @@ async def poll_provider(w: WorkerContext, provider: str) -> int:
     redis = w.redis
     collection = jobs(redis)
     w.polling.next_finish.pop(provider, None)
-    raw_ids = await redis.zrange(active_key(provider), 0, -1)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zrange(active_key(provider), 0, -1)
+        pipe.zrange(events_read_key(provider), 0, -1, withscores=True)
+        raw_ids, raw_read = await pipe.execute()
     ids = [i.decode() if isinstance(i, bytes) else str(i) for i in raw_ids]
+    events_read = {(i.decode() if isinstance(i, bytes) else str(i)): t for i, t in raw_read}
     if not ids:
         return 0
     active: list[Job] = []
+    gone: list[str] = []
     for job_id, job in zip(ids, await collection.get_many(ids), strict=True):
         if job is None or job.status in TERMINAL or job.upstream_job_id is None:
-            await redis.zrem(active_key(provider), job_id)
-            w.polling.events_read.pop(job_id, None)
+            gone.append(job_id)
         else:
             active.append(job)
+    if gone:
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.zrem(active_key(provider), *gone)
+            pipe.zrem(events_read_key(provider), *gone)
+            await pipe.execute()
     if not active:
         return 0
     client = w.providers.client(provider)
@@ -403,6 +412,8 @@ async def poll_provider(w: WorkerContext, provider: str) -> int:
     limit = asyncio.Semaphore(max(1, w.poll_concurrency))
     now = time.time()
     finishes: list[float] = []
+    read: dict[str, float] = {}
+    ended: list[str] = []
 
     async def one(job: Job) -> None:
         nonlocal calls
@@ -414,10 +425,16 @@ async def poll_provider(w: WorkerContext, provider: str) -> int:
                     upstream = await client.fine_tuning.jobs.retrieve(job.upstream_job_id)
                     calls += 1
                 ends = _ends(job, upstream)
-                details = ends or (upstream.status == "running" and _events_due(w, job.id))
+                details = ends or (
+                    upstream.status == "running" and _events_due(w, events_read.get(job.id), now)
+                )
                 results = ends and upstream.status == "succeeded" and bool(upstream.result_files)
                 calls += int(details) + int(ends) + int(results)
                 job = await mirror(w, job, upstream, details=details)
+                if job.terminal:
+                    ended.append(job.id)
+                elif details:
+                    read[job.id] = now
             except Exception as exc:
                 failure = classify(exc)
                 if failure is None:
@@ -430,18 +447,24 @@ async def poll_provider(w: WorkerContext, provider: str) -> int:
             finishes.append(expected + _FINISH_MARGIN)
 
     await asyncio.gather(*(one(job) for job in active))
+    if read or ended:
+        async with redis.pipeline(transaction=False) as pipe:
+            if read:
+                pipe.zadd(events_read_key(provider), read)
+            if ended:
+                pipe.zrem(events_read_key(provider), *ended)
+            await pipe.execute()
     if finishes:
         w.polling.next_finish[provider] = min(finishes)
     log.info("job.polled", provider=provider, jobs=len(active), calls=calls)
     return calls
 
 
-def _events_due(w: WorkerContext, job_id: str) -> bool:
+def _events_due(w: WorkerContext, last_read: float | None, now: float) -> bool:
     """A running job's events are read again once a poll interval (less its jitter) has passed
     since the last time: at every pass of the usual rhythm, not at the extra ones."""
-    last = w.polling.events_read.get(job_id)
     every = w.settings.poll_interval * (1 - w.poll_jitter)
-    return last is None or time.monotonic() - last >= every
+    return last_read is None or now - last_read >= every
 
 
 def next_pass_in(w: WorkerContext, provider: str) -> float:

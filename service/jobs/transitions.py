@@ -38,6 +38,7 @@ from service.jobs.records import (
     JobOut,
     JobStatus,
     active_key,
+    events_read_key,
 )
 from service.queue import Queue
 from service.store import PREFIX, Collection, now
@@ -162,6 +163,7 @@ def _stage_indexes(pipe: Pipeline, job: Job) -> None:
             if dataset_id != keep:
                 pipe.srem(users_key(dataset_id), job.id)
         pipe.zrem(active_key(job.provider), job.id)
+        pipe.zrem(events_read_key(job.provider), job.id)
         pipe.srem(UNFINISHED_KEY, job.id)
         quotas.stage_settlement(pipe, job)
 
