@@ -158,7 +158,8 @@ async def create_upstream_job(w: WorkerContext, job_id: str) -> None:
                     w.queue, job_id, upstream_job_id=upstream.id, upstream_status=upstream.status
                 )
                 await redis.zadd(active_key(job.provider), {job_id: job.created_at})
-                job = await mirror(w, job, upstream)
+                # Its events come with the polls: a job just created has little to tell.
+                job = await mirror(w, job, upstream, details=False)
         finally:
             if release_lock:
                 await release(redis, key, token)
@@ -446,7 +447,12 @@ async def poll_provider(w: WorkerContext, provider: str) -> int:
         if not job.terminal and expected is not None and expected + _FINISH_MARGIN > now:
             finishes.append(expected + _FINISH_MARGIN)
 
-    await asyncio.gather(*(one(job) for job in active))
+    def ending(job: Job) -> bool:
+        upstream = seen.get(job.upstream_job_id or "")
+        return upstream is not None and _ends(job, upstream)
+
+    # The jobs that end go first: theirs is the news that callers wait for.
+    await asyncio.gather(*(one(job) for job in sorted(active, key=ending, reverse=True)))
     if read or ended:
         async with redis.pipeline(transaction=False) as pipe:
             if read:
