@@ -35,7 +35,8 @@ SWEEP_AFTER = 10.0
 class PublishWebhook(msgspec.Struct, frozen=True, kw_only=True, tag="webhook"):
     """Announce `event_type` about `subject` (a job or an evaluation, as `data` shows it on the
     wire) to the job's own webhook, when it has one, and to the tenant's endpoints that
-    subscribe; each message's first attempt is sent at once."""
+    subscribe (unless the tenant had none: `to_endpoints` false); each message's first attempt
+    is sent at once."""
 
     tenant: str
     subject: str
@@ -43,6 +44,7 @@ class PublishWebhook(msgspec.Struct, frozen=True, kw_only=True, tag="webhook"):
     data: bytes
     webhook_url: str | None = None
     webhook_secret: str | None = None
+    to_endpoints: bool = True
 
     @property
     def label(self) -> str:

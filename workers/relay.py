@@ -7,7 +7,6 @@ commit and queueing its relay, a relay that ran out of time).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import assert_never
 
@@ -23,7 +22,7 @@ from service.evaluations.runner import evaluations
 from service.inference.aliases import move_alias
 from service.queue import REQUEST_ID
 from service.retries import backoff
-from service.webhooks.outbox import attempt, publish
+from service.webhooks.outbox import publish_and_send
 from workers.context import JobContext, WorkerContext
 
 log = structlog.get_logger("burro.effects")
@@ -52,24 +51,20 @@ async def carry_out(w: WorkerContext, effect: Effect) -> None:
 
 
 async def _publish(w: WorkerContext, effect: PublishWebhook) -> None:
-    """Store one message per destination, then send each one's first attempt from here: the
-    relay is already the queued job that follows the change, so a webhook costs no second one
-    unless it has to be tried again."""
     job_webhook = None
     if effect.webhook_url is not None and effect.webhook_secret is not None:
         job_webhook = (effect.webhook_url, effect.webhook_secret)
-    message_ids = await publish(
+    await publish_and_send(
         w.redis,
         w.queue,
+        w.sender,
+        w.settings,
         tenant=effect.tenant,
         event_type=effect.event_type,
         job_id=effect.subject,
         data=effect.data,
         job_webhook=job_webhook,
-        queue_first_attempt=False,
-    )
-    await asyncio.gather(
-        *(attempt(w.redis, w.queue, w.sender, w.settings, m, 0, 1) for m in message_ids)
+        to_endpoints=effect.to_endpoints,
     )
 
 

@@ -105,10 +105,10 @@ def _datasets_used(job: Job) -> list[str]:
     return [d for d in used if d]
 
 
-def effects_of(job: Job, *, announce: bool = True) -> list[Effect]:
+def effects_of(job: Job, *, to_endpoints: bool = True) -> list[Effect]:
     """What must follow `job`'s entering its status, in order: on success its alias moves (or
-    its promotion gate starts evaluating) before anyone is told; then, when `announce` (there is
-    somebody to tell), `job.<status>` goes to its webhook and the tenant's endpoints."""
+    its promotion gate starts evaluating) before anyone is told; then `job.<status>` goes to its
+    webhook and, when it has any (`to_endpoints`), the tenant's endpoints."""
     followed: list[Effect] = []
     if job.status == "succeeded" and job.promote_to and job.fine_tuned_model:
         if job.promotion is not None and job.promotion.status == "evaluating":
@@ -122,8 +122,8 @@ def effects_of(job: Job, *, announce: bool = True) -> list[Effect]:
                     reason=f"promote_to {job.id}",
                 )
             )
-    if not announce:
-        return followed
+    if job.webhook_url is None and not to_endpoints:
+        return followed  # nobody to tell
     followed.append(
         PublishWebhook(
             tenant=job.tenant,
@@ -132,6 +132,7 @@ def effects_of(job: Job, *, announce: bool = True) -> list[Effect]:
             data=_wire_encoder.encode(JobOut.of(job)),
             webhook_url=job.webhook_url,
             webhook_secret=job.webhook_secret,
+            to_endpoints=to_endpoints,
         )
     )
     return followed
@@ -168,12 +169,6 @@ def _stage_indexes(pipe: Pipeline, job: Job) -> None:
         quotas.stage_settlement(pipe, job)
 
 
-async def _announced(redis: Redis, job: Job) -> bool:
-    """Whether anybody hears of `job`'s changes: its own webhook, or an endpoint of its tenant.
-    Nobody: its changes have no webhook to publish (and often no entry to relay at all)."""
-    return job.webhook_url is not None or await has_endpoints(redis, job.tenant)
-
-
 async def _commit(
     redis: Redis, job: Job, event: JobEvent, sequence: int, entry: Entry | None
 ) -> None:
@@ -189,9 +184,10 @@ async def _commit(
         await pipe.execute()
 
 
-def _entry(job: Job, announce: bool) -> Entry | None:
-    """The outbox entry of `job`'s new status; None when nothing follows from it."""
-    followed = effects_of(job, announce=announce)
+async def _entry(redis: Redis, job: Job) -> Entry | None:
+    """The outbox entry of `job`'s new status; None when nothing follows from it (no alias, no
+    gate, and nobody to tell: no webhook of its own and no endpoint of its tenant)."""
+    followed = effects_of(job, to_endpoints=await has_endpoints(redis, job.tenant))
     return effects.new_entry(job.id, f"job.{job.status}", followed) if followed else None
 
 
@@ -199,7 +195,7 @@ async def create(queue: Queue, job: Job) -> Job:
     """Store a new job (status `pending`), mark its datasets as in use, and announce it."""
     assert job.status == "pending"
     event = burro_event("Job created", type="status", data={"status": "pending", "previous": None})
-    entry = _entry(job, await _announced(queue.redis, job))
+    entry = await _entry(queue.redis, job)
     sequence = int(await queue.redis.incr(sequence_key(job.id)))
     await _commit(queue.redis, job, event, sequence, entry)
     metrics.count_job_transition(job.status)
@@ -254,7 +250,7 @@ async def transition(
             level="error" if status == "failed" else "warn" if level == "warn" else "info",
             data={"status": status, "previous": current.status},
         )
-        entry = _entry(updated, await _announced(redis, updated))
+        entry = await _entry(redis, updated)
         await _commit(redis, updated, event, int(sequence), entry)
     metrics.count_job_transition(status)
     log.info(f"job.{status}", job=job_id, tenant=updated.tenant, previous=current.status)

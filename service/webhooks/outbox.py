@@ -10,6 +10,7 @@ the receiver can recognise by the unchanged `webhook-id`).
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import random
 import time
@@ -96,29 +97,89 @@ async def publish(
     job_id: str,
     data: dict[str, Any] | bytes,
     job_webhook: tuple[str, str] | None,
-    queue_first_attempt: bool = True,
+    to_endpoints: bool = True,
 ) -> list[str]:
     """Announce `event_type` for a job: one message for the job's own webhook (`job_webhook` is
     its `(url, secret)`, None without one) and one for each of the tenant's endpoints that
-    subscribes to the event. Returns the message ids.
+    subscribes to the event (none looked up unless `to_endpoints`), each with its first attempt
+    queued. Returns the message ids.
 
-    `data` is the Job as the wire shows it (a JSON-encodable dict, or its JSON bytes). Each new
-    message's first attempt is queued, unless `queue_first_attempt` is false: then the caller
-    sends it (`attempt(…, 0, 1)`). Safe to call twice for the same event: the second call finds
-    the messages of the first (same ids, same bytes) and queues nothing new.
+    `data` is the Job as the wire shows it (a JSON-encodable dict, or its JSON bytes). Safe to
+    call twice for the same event: the second call finds the messages of the first (same ids,
+    same bytes) and queues nothing new.
     """
+    stored = await _store_messages(
+        redis,
+        tenant=tenant,
+        event_type=event_type,
+        job_id=job_id,
+        data=data,
+        job_webhook=job_webhook,
+        to_endpoints=to_endpoints,
+    )
+    for message_id, raw in stored:
+        if raw is not None:
+            await queue.enqueue(tasks.DELIVER_WEBHOOK, message_id, 0, 1)
+    return [message_id for message_id, _ in stored]
+
+
+async def publish_and_send(
+    redis: Redis,
+    queue: Queue,
+    sender: WebhookSender,
+    settings: Settings,
+    *,
+    tenant: str,
+    event_type: str,
+    job_id: str,
+    data: dict[str, Any] | bytes,
+    job_webhook: tuple[str, str] | None,
+    to_endpoints: bool = True,
+) -> list[str]:
+    """`publish`, then send each message's first attempt from here instead of queueing it (the
+    caller is already the queued job that follows the change: a webhook then costs no second
+    one unless it has to be tried again). Safe to repeat, like `attempt`."""
+    stored = await _store_messages(
+        redis,
+        tenant=tenant,
+        event_type=event_type,
+        job_id=job_id,
+        data=data,
+        job_webhook=job_webhook,
+        to_endpoints=to_endpoints,
+    )
+    await asyncio.gather(
+        *(
+            attempt(redis, queue, sender, settings, message_id, 0, 1, seen=raw)
+            for message_id, raw in stored
+        )
+    )
+    return [message_id for message_id, _ in stored]
+
+
+async def _store_messages(
+    redis: Redis,
+    *,
+    tenant: str,
+    event_type: str,
+    job_id: str,
+    data: dict[str, Any] | bytes,
+    job_webhook: tuple[str, str] | None,
+    to_endpoints: bool,
+) -> list[tuple[str, bytes | None]]:
+    """The message of each destination, stored unless a call before stored it: (id, its stored
+    bytes) for each one whose first attempt is still to be made, (id, None) for the others."""
     body = encode_body(event_type, data)
     destinations: list[tuple[str | None, str, str]] = []
     if job_webhook is not None:
         destinations.append((None, *job_webhook))
-    for endpoint in await _tenant_endpoints(redis, tenant):
-        if endpoint.subscribes(event_type):
-            destinations.append((endpoint.id, endpoint.url, endpoint.secret))
-    ids = []
-    for endpoint_id, url, secret in destinations:
-        message_id = await _publish_one(
+    if to_endpoints:
+        for endpoint in await _tenant_endpoints(redis, tenant):
+            if endpoint.subscribes(event_type):
+                destinations.append((endpoint.id, endpoint.url, endpoint.secret))
+    return [
+        await _store_one(
             redis,
-            queue,
             tenant=tenant,
             job_id=job_id,
             event_type=event_type,
@@ -126,10 +187,9 @@ async def publish(
             url=url,
             secret=secret,
             body=body,
-            queue_first_attempt=queue_first_attempt,
         )
-        ids.append(message_id)
-    return ids
+        for endpoint_id, url, secret in destinations
+    ]
 
 
 async def has_endpoints(redis: Redis, tenant: str) -> bool:
@@ -146,9 +206,22 @@ async def _tenant_endpoints(redis: Redis, tenant: str) -> list[WebhookEndpoint]:
     return [e for e in await collection.get_many(ids) if e is not None]
 
 
-async def _publish_one(
+# KEYS: the event's once-per-destination guard, the new message, its two indexes. ARGV: the new
+# message's id, the guard's TTL, the message, its creation time. Stores the message unless the
+# guard names another already; returns the id the guard holds.
+_STORE_ONCE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
+  redis.call('SET', KEYS[2], ARGV[3], 'NX')
+  redis.call('ZADD', KEYS[3], 'NX', ARGV[4], ARGV[1])
+  redis.call('ZADD', KEYS[4], 'NX', ARGV[4], ARGV[1])
+  return ARGV[1]
+end
+return redis.call('GET', KEYS[1])
+"""
+
+
+async def _store_one(
     redis: Redis,
-    queue: Queue,
     *,
     tenant: str,
     job_id: str,
@@ -157,39 +230,34 @@ async def _publish_one(
     url: str,
     secret: str,
     body: bytes,
-    queue_first_attempt: bool,
-) -> str:
-    """Store the message unless a call before made it, then queue its first attempt."""
+) -> tuple[str, bytes | None]:
+    """Store the message for one destination unless a call before did (one round trip when it
+    is new); (id, its bytes) while its first attempt is still to be made, else (id, None)."""
     once = message_once_key(job_id, event_type, endpoint_id or "job")
-    candidate = new_message_id()
     collection = messages(redis)
-    message: WebhookMessage | None = None
-    if await redis.set(once, candidate, nx=True, ex=_ONCE_TTL):
-        message_id = candidate
-    else:
-        raw = await redis.get(once)
-        message_id = raw.decode() if isinstance(raw, bytes) else str(raw)
-        message = await collection.get(message_id)
-    if message is None:
-        # First call, or a call that died between the guard and this write.
-        message = WebhookMessage(
-            id=message_id,
-            tenant=tenant,
-            job_id=job_id,
-            event_type=event_type,
-            endpoint_id=endpoint_id,
-            url=url,
-            secret=secret,
-            body=body,
-            created_at=now(),
-            next_attempt_at=time.time(),
-        )
-        async with redis.pipeline(transaction=True) as pipe:
-            # NX: a concurrent call may have written it (and an attempt updated it) already.
-            pipe.set(collection.key(message_id), collection.encode(message), nx=True)
-            pipe.zadd(collection.index_key(tenant), {message_id: message.created_at}, nx=True)
-            pipe.zadd(message_job_index_key(job_id), {message_id: message.created_at}, nx=True)
-            await pipe.execute()
+    message = WebhookMessage(
+        id=new_message_id(),
+        tenant=tenant,
+        job_id=job_id,
+        event_type=event_type,
+        endpoint_id=endpoint_id,
+        url=url,
+        secret=secret,
+        body=body,
+        created_at=now(),
+        next_attempt_at=time.time(),
+    )
+    raw = collection.encode(message)
+    keys = (
+        once,
+        collection.key(message.id),
+        collection.index_key(tenant),
+        message_job_index_key(job_id),
+    )
+    values: list[Any] = [message.id, _ONCE_TTL, raw, message.created_at]
+    held = await redis.eval(_STORE_ONCE, len(keys), *keys, *values)  # type: ignore[misc]
+    message_id = held.decode() if isinstance(held, bytes) else str(held)
+    if message_id == message.id:
         log.info(
             "webhook.published",
             message=message_id,
@@ -197,11 +265,23 @@ async def _publish_one(
             event_type=event_type,
             endpoint=endpoint_id,
         )
-    elif message.redelivery > 0 or message.attempts or message.state != "pending":
-        return message_id  # already on its way
-    if queue_first_attempt:
-        await queue.enqueue(tasks.DELIVER_WEBHOOK, message_id, 0, 1)
-    return message_id
+        return message_id, raw
+    # A call before stored it (or died between its guard and its message: stored now).
+    existing = await redis.get(collection.key(message_id))
+    if existing is None:
+        message = msgspec.structs.replace(message, id=message_id)
+        raw = collection.encode(message)
+        async with redis.pipeline(transaction=True) as pipe:
+            # NX: a concurrent call may have written it (and an attempt updated it) already.
+            pipe.set(collection.key(message_id), raw, nx=True)
+            pipe.zadd(collection.index_key(tenant), {message_id: message.created_at}, nx=True)
+            pipe.zadd(message_job_index_key(job_id), {message_id: message.created_at}, nx=True)
+            await pipe.execute()
+        return message_id, raw
+    stored = collection.decode(existing)
+    if stored.redelivery > 0 or stored.attempts or stored.state != "pending":
+        return message_id, None  # already on its way
+    return message_id, existing
 
 
 async def redeliver(redis: Redis, queue: Queue, tenant: str, message_id: str) -> WebhookMessage:
@@ -258,14 +338,16 @@ async def attempt(
     number: int,
     *,
     resolve: Resolve = system_resolve,
+    seen: bytes | None = None,
 ) -> str:
     """Run attempt `number` of series `redelivery` of a message, record it, and queue what
-    comes next. Returns what happened, in a word, for the log.
+    comes next. Returns what happened, in a word, for the log. `seen` is the message as the
+    caller just read or wrote it (saves reading it again).
 
     Safe to run twice: an attempt already recorded is not sent again, only followed up.
     """
     collection = messages(redis)
-    raw = await redis.get(collection.key(message_id))
+    raw = seen if seen is not None else await redis.get(collection.key(message_id))
     if raw is None:
         return "missing"
     message = collection.decode(raw)
