@@ -101,8 +101,11 @@ POLL_PROVIDER = register(
 
 # --- Effects: what follows a change (service.effects) -------------------------------------------
 
-# One outbox entry's effects, in order; it sends its webhooks' first attempts itself.
-RELAY_EFFECTS = register(Task("relay_effects", key="effects:{0}", timeout=None, max_tries=6))
+# Drains the outbox: one per short time slot of changes (the argument); it sends its webhooks'
+# first attempts itself. Each entry carries the request id of its own change.
+RELAY_EFFECTS = register(
+    Task("relay_effects", key="effects:{0}", timeout=None, max_tries=6, carries_request=False)
+)
 # The backstop: entries whose relay was never queued (a process died right after the commit).
 SWEEP_EFFECTS = register(
     Task("sweep_effects", max_tries=1, carries_request=False, on_the_clock=(0, 10, 20, 30, 40, 50))

@@ -73,6 +73,9 @@ class WorkerContext:
     evaluation_concurrency: int = DEFAULT_CONCURRENCY
     evaluation_budget: float = 90.0
     evaluation_retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # How long a relay holds an outbox entry it works on: longer than a relay may run (its
+    # timeout), so only a dead relay's entry is taken up by another.
+    effects_lease: float = 60.0
     polling: PollState = field(default_factory=PollState)
     _sender: WebhookSender | None = field(default=None, init=False, repr=False)
 

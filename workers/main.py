@@ -38,6 +38,8 @@ log = structlog.get_logger("burro.worker")
 # Work that waits on webhook receivers may take the webhook timeout, plus this to resolve the
 # receiver's host and write to Redis a few times.
 WEBHOOK_MARGIN = DEFAULT_RESOLVE_TIMEOUT + 10.0
+# An outbox entry stays claimed this much longer than its relay may run.
+EFFECTS_LEASE_MARGIN = 5.0
 
 # One step of a job, by the job's id (workers.upload, workers.fine_tuning).
 StepCore = Callable[[WorkerContext, str], Awaitable[None]]
@@ -253,6 +255,8 @@ def worker_settings(
         max_tries=int(options.get("max_tries", WorkerContext.max_tries)),
         function_timeout=function_timeout,
     )
+    relay_timeout = next(f.timeout_s for f in all_functions if f.name == tasks.RELAY_EFFECTS.name)
+    options.setdefault("effects_lease", (relay_timeout or 0) + EFFECTS_LEASE_MARGIN)
 
     class WorkerSettings:
         functions: ClassVar[list[Function]] = [f for f in all_functions if isinstance(f, Function)]

@@ -1,12 +1,14 @@
-"""Effects → worker: `relay_effects` carries out one outbox entry (`service.effects`), effect by
-effect in its order, each safe to repeat, and removes the entry after the last. A worker
-starting up queues the relay of every entry still waiting; `sweep_effects` does the same, every
-ten seconds, for entries left waiting longer than `SWEEP_AFTER` (a process that died between a
-commit and queueing its relay, a relay that ran out of time).
+"""Effects → worker: `relay_effects` drains the outbox (`service.effects`): it claims waiting
+entries and carries out each one's effects in their order, each safe to repeat, then removes
+it; many entries at once, those of one subject one after the other. A worker starting up
+queues a relay for what is waiting; `sweep_effects` does the same, every ten seconds, for
+entries left waiting longer than `SWEEP_AFTER` (a process that died between a commit and
+queueing its relay, a relay that died or ran out of time).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import assert_never
 
@@ -29,6 +31,12 @@ log = structlog.get_logger("burro.effects")
 
 _STORE_RETRY_BASE = 0.5
 _STORE_RETRY_CAP = 30.0
+# Entries worked on at once by one relay: a first attempt to a receiver that hangs holds one
+# of these for the webhook timeout, so there are many (as arq's job slots were for them).
+RELAY_CONCURRENCY = 200
+# Entries taken per read, and for how long one relay goes on taking them.
+BATCH = 100
+FEED_SECONDS = 5.0
 
 
 async def carry_out(w: WorkerContext, effect: Effect) -> None:
@@ -69,10 +77,20 @@ async def _publish(w: WorkerContext, effect: PublishWebhook) -> None:
 
 
 async def relay(w: WorkerContext, entry_id: str) -> bool:
-    """Carry out the entry `entry_id` and remove it; False when there is none (done already)."""
-    entry = await effects.load(w.redis, entry_id)
-    if entry is None:
+    """Claim the entry `entry_id`, carry it out and remove it; False when there is none (done
+    already) or another relay holds it."""
+    if not await effects.claim(w.redis, [entry_id], w.effects_lease):
         return False
+    [entry] = await effects.load_many(w.redis, [entry_id])
+    if entry is None:
+        await effects.release(w.redis, entry_id)
+        return False
+    await _carry_out_entry(w, entry)
+    return True
+
+
+async def _carry_out_entry(w: WorkerContext, entry: effects.Entry) -> None:
+    """The entry's effects in their order, then its removal (a claimed entry)."""
     bound = {} if entry.request_id is None else {REQUEST_ID: entry.request_id}
     with structlog.contextvars.bound_contextvars(**bound):
         for effect in entry.effects:
@@ -91,40 +109,92 @@ async def relay(w: WorkerContext, entry_id: str) -> bool:
                     detail=exc.detail,
                 )
         await faults.reach(w.redis, f"relay:done:{entry.change}")
-        await effects.remove(w.redis, entry_id)
+        await effects.remove(w.redis, entry.id)
         log.info("effects.relayed", entry=entry.id, subject=entry.subject, change=entry.change)
-    return True
 
 
-async def requeue_waiting(w: WorkerContext, *, written_before: float | None = None) -> int:
-    """Queue the relay of every entry still waiting (written before a time); returns how many.
-    An entry whose relay is queued or running already keeps that one (a fixed job id)."""
-    waiting = await effects.waiting(w.redis, written_before=written_before)
-    for entry_id in waiting:
-        await w.queue.enqueue(tasks.RELAY_EFFECTS, entry_id)
-    return len(waiting)
+async def drain(w: WorkerContext, *, feed_seconds: float = FEED_SECONDS) -> tuple[int, bool]:
+    """Carry out the waiting entries that nobody else holds, `RELAY_CONCURRENCY` at once and
+    those of one subject in order, taking new ones for `feed_seconds`; returns how many were
+    carried out, and whether some were left for lack of time."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + feed_seconds
+    limit = asyncio.Semaphore(RELAY_CONCURRENCY)
+    running: dict[str, asyncio.Task[None]] = {}  # the latest entry of each subject
+    started: set[str] = set()
+    done = 0
+
+    async def one(entry: effects.Entry, before: asyncio.Task[None] | None) -> None:
+        nonlocal done
+        try:
+            if before is not None:
+                await asyncio.wait([before])
+            await _carry_out_entry(w, entry)
+            done += 1
+        except Exception:
+            await effects.release(w.redis, entry.id)  # the next relay takes it up again
+            raise
+        finally:
+            limit.release()
+
+    left = False
+    while True:
+        if loop.time() > deadline:
+            left = True
+            break
+        fresh = [
+            i
+            for i in await effects.waiting(w.redis, limit=len(started) + BATCH)
+            if i not in started
+        ]
+        if not fresh:
+            break
+        started.update(fresh)
+        claimed = await effects.claim(w.redis, fresh, w.effects_lease)
+        ids = [i for i in fresh if i in claimed]
+        for entry in await effects.load_many(w.redis, ids):
+            if entry is None:
+                continue
+            await limit.acquire()
+            task = asyncio.create_task(one(entry, running.get(entry.subject)))
+            running[entry.subject] = task
+    if running:
+        results = await asyncio.gather(*running.values(), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                log.warning("effects.relay_failed", error=repr(result))
+    return done, left and bool(await effects.waiting(w.redis, limit=1))
 
 
 async def resume(w: WorkerContext) -> None:
     """At start-up: relay what a dead worker left."""
-    waiting = await requeue_waiting(w)
-    if waiting:
-        log.info("effects.resumed", entries=waiting)
+    if await effects.waiting(w.redis, limit=1):
+        await effects.trigger(w.queue)
+        log.info("effects.resumed")
 
 
-async def relay_effects(ctx: JobContext, entry_id: str) -> str:
-    """Carry out one outbox entry; Burro's own store failing makes it run again soon."""
+async def relay_effects(ctx: JobContext, slot: int) -> str:
+    """Drain the outbox (the changes of time slot `slot` and whatever else is waiting); a
+    drain that runs out of time queues the next. Burro's own store failing makes it run again
+    soon."""
     try:
-        return "relayed" if await relay(ctx.worker, entry_id) else "nothing to relay"
+        done, left = await drain(ctx.worker)
     except RedisError as exc:
         delay = backoff(ctx.job_try, base=_STORE_RETRY_BASE, cap=_STORE_RETRY_CAP)
-        log.warning("effects.store_error", entry=entry_id, error=str(exc), delay=delay)
+        log.warning("effects.store_error", error=str(exc), delay=delay)
         raise Retry(defer=delay) from None
+    if left:
+        await effects.trigger(ctx.worker.queue)
+    return f"{done} relayed"
 
 
 async def sweep_effects(ctx: JobContext) -> int:
-    """Queue the relay of entries left waiting longer than SWEEP_AFTER (run on the clock)."""
-    swept = await requeue_waiting(ctx.worker, written_before=time.time() - effects.SWEEP_AFTER)
-    if swept:
-        log.warning("effects.swept", entries=swept)
-    return swept
+    """Queue a relay when entries were left waiting longer than SWEEP_AFTER (run on the
+    clock)."""
+    old = await effects.waiting(
+        ctx.redis, written_before=time.time() - effects.SWEEP_AFTER, limit=1
+    )
+    if old:
+        log.warning("effects.swept", oldest=old[0])
+        await effects.trigger(ctx.worker.queue)
+    return len(old)

@@ -446,7 +446,7 @@ async def _finish(
         winner=summary.winner,
         wins=summary.wins,
     )
-    await effects.trigger(queue, entry)
+    await effects.trigger(queue)
     return evaluation
 
 

@@ -201,7 +201,7 @@ async def create(queue: Queue, job: Job) -> Job:
     metrics.count_job_transition(job.status)
     log.info("job.created", job=job.id, tenant=job.tenant, provider=job.provider)
     if entry is not None:
-        await effects.trigger(queue, entry)
+        await effects.trigger(queue)
     return job
 
 
@@ -256,7 +256,7 @@ async def transition(
     log.info(f"job.{status}", job=job_id, tenant=updated.tenant, previous=current.status)
     await faults.reach(redis, f"committed:job.{status}")
     if entry is not None:
-        await effects.trigger(queue, entry)
+        await effects.trigger(queue)
     return updated
 
 

@@ -29,7 +29,7 @@ from service.store import now
 from service.webhooks.outbox import messages
 from service.webhooks.signing import new_secret
 from workers import relay
-from workers.context import WorkerContext
+from workers.context import JobContext, WorkerContext
 
 T = TypeVar("T")
 MODEL = "gpt-4.1-mini-2025-04-14"
@@ -187,20 +187,39 @@ def test_a_refused_effect_does_not_hold_up_the_ones_after_it(settings: Settings)
     run(settings, scenario)
 
 
-def test_the_sweep_queues_the_relay_of_entries_left_waiting(settings: Settings) -> None:
+def test_a_drain_carries_out_what_waits_but_not_what_another_relay_holds(
+    settings: Settings,
+) -> None:
     async def scenario(w: WorkerContext) -> None:
-        old = effects.new_entry("job_old", "job.running", [])
+        jobs_ = [new_job(promote_to=f"alias{n}") for n in range(3)]
+        for job in jobs_:
+            await succeed(w, job)
+        held = {e.subject: e for e in await entries(w)}[jobs_[0].id]
+        assert await effects.claim(w.redis, [held.id], 60.0)
+
+        done, left = await relay.drain(w)
+
+        assert (done, left) == (2, False)
+        assert [e.id for e in await entries(w)] == [held.id]
+        for n in (1, 2):
+            assert await get_alias(w.redis, "acme", f"alias{n}") is not None
+        assert await get_alias(w.redis, "acme", "alias0") is None
+
+    run(settings, scenario)
+
+
+def test_the_sweep_queues_a_relay_only_for_entries_left_waiting(settings: Settings) -> None:
+    async def scenario(w: WorkerContext) -> None:
+        ctx = JobContext(worker=w, function="sweep_effects", job_id="cron", job_try=1)
         fresh = effects.new_entry("job_new", "job.running", [])
         async with w.redis.pipeline(transaction=True) as pipe:
-            effects.stage(pipe, old)
             effects.stage(pipe, fresh)
             await pipe.execute()
-        await w.redis.zadd(effects.OUTBOX_KEY, {old.id: time.time() - effects.SWEEP_AFTER - 1})
+        assert await relay.sweep_effects(ctx) == 0
+        assert await w.redis.keys("arq:job:effects:*") == []
 
-        swept = await relay.requeue_waiting(w, written_before=time.time() - effects.SWEEP_AFTER)
-
-        assert swept == 1
-        assert await w.redis.exists(f"arq:job:effects:{old.id}")
-        assert not await w.redis.exists(f"arq:job:effects:{fresh.id}")
+        await w.redis.zadd(effects.OUTBOX_KEY, {fresh.id: time.time() - effects.SWEEP_AFTER - 1})
+        assert await relay.sweep_effects(ctx) == 1
+        assert len(await w.redis.keys("arq:job:effects:*")) == 1
 
     run(settings, scenario)

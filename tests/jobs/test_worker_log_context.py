@@ -93,7 +93,7 @@ def test_a_worker_logs_each_job_with_its_id_function_try_and_the_request_id(
         assert line["subject"] == created["id"]
         assert line["request_id"] == request_id
         assert line["function"] == "relay_effects"
-        assert line["job_id"] == f"effects:{line['entry']}"
+        assert line["job_id"].startswith("effects:")  # the relay of a slot of changes
         assert line["job_try"] == 1
     # Each webhook's second attempt, a job of its own queued by the first: the same request.
     kinds = {
