@@ -25,6 +25,7 @@ from service.errors import BurroError
 from service.evaluations import routes as evaluations
 from service.ids import new_id
 from service.inference import routes as inference
+from service.inference.routes import CHAT_PATH, chat_completions_app
 from service.jobs import routes as jobs
 from service.logging import configure_logging
 from service.problems import OPENAI_COMPATIBLE_PREFIXES, PROBLEM_JSON, ErrorResponses
@@ -35,6 +36,33 @@ from service.ui import routes as ui
 from service.webhooks import routes as webhooks
 
 log = structlog.get_logger("burro.api")
+
+
+class BurroApp(Litestar):
+    """Litestar, with the chat path served before routing: `POST /v1/chat/completions` is the
+    hot path, and its handler is a plain ASGI callable (`service.inference.routes`), so it goes
+    there directly, with the request context, the metrics and the one error mapping of every
+    other route. Its route stays registered for the OpenAPI document (and trailing slashes)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._chat = request_context_middleware(self._serve_chat)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == CHAT_PATH:
+            scope["app"] = scope["litestar_app"] = self
+            scope["path_template"] = CHAT_PATH
+            await self._chat(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+    async def _serve_chat(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await chat_completions_app(scope, receive, send)
+        except Exception as exc:  # answered before anything was sent: see `relay`
+            request: Request[Any, Any, Any] = Request(scope, receive)
+            response = handle_exception(request, exc)
+            await response.to_asgi_response(None, request)(scope, receive, send)
 
 
 def create_app(settings: Settings, *, configure_logs: bool = True) -> Litestar:
@@ -76,7 +104,7 @@ def create_app(settings: Settings, *, configure_logs: bool = True) -> Litestar:
         ),
         state=State({"settings": settings}),
     )
-    return Litestar.from_config(config)
+    return BurroApp.from_config(config)
 
 
 def _route_handlers() -> list[Any]:

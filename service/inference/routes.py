@@ -1,9 +1,10 @@
 """`/v1/chat/completions`, `/v1/models` and `/v1/usage`: the OpenAI-compatible front door.
 
-The chat route is the hot path. Its Litestar handler only hands back a plain ASGI callable
-(`chat_completions_app`), so no dependency injection, body parsing or response machinery runs
-per request, while the route stays in the OpenAPI document. Errors raised before the answer
-starts still go through the app's one error mapping, in OpenAI's shape for these paths.
+The chat route is the hot path: a plain ASGI callable (`chat_completions_app`) that the app
+calls before routing (`service.app.BurroApp`), so no routing, dependency injection, body
+parsing or response machinery runs per request; its Litestar route (which hands back the same
+callable) keeps it in the OpenAPI document. Errors raised before the answer starts still go
+through the app's one error mapping, in OpenAI's shape for these paths.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from service.inference.proxy import read_head, relay, rewrite
 from service.inference.usage import UsageReport, usage_report
 from service.problems import OpenAIErrorBody
 
+CHAT_PATH = "/v1/chat/completions"
 # Chat bodies carry images as base64 at most; anything larger is a mistake.
 MAX_CHAT_BODY_BYTES = 32 * 1024 * 1024
 
