@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import assert_never
+from typing import NamedTuple, assert_never
 
 import structlog
 from arq import Retry
@@ -113,57 +113,59 @@ async def _carry_out_entry(w: WorkerContext, entry: effects.Entry) -> None:
         log.info("effects.relayed", entry=entry.id, subject=entry.subject, change=entry.change)
 
 
-async def drain(w: WorkerContext, *, feed_seconds: float = FEED_SECONDS) -> tuple[int, bool]:
+async def drain(w: WorkerContext, *, feed_seconds: float = FEED_SECONDS) -> Drained:
     """Carry out the waiting entries that nobody else holds, `RELAY_CONCURRENCY` at once and
-    those of one subject in order, taking new ones for `feed_seconds`; returns how many were
-    carried out, and whether some were left for lack of time."""
+    those of one subject in order, taking new ones for `feed_seconds`."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + feed_seconds
     limit = asyncio.Semaphore(RELAY_CONCURRENCY)
-    running: dict[str, asyncio.Task[None]] = {}  # the latest entry of each subject
-    started: set[str] = set()
-    done = 0
+    latest: dict[str, asyncio.Task[None]] = {}  # the last entry taken of each subject
+    taken: list[asyncio.Task[None]] = []
+    seen: set[str] = set()
 
     async def one(entry: effects.Entry, before: asyncio.Task[None] | None) -> None:
-        nonlocal done
         try:
             if before is not None:
                 await asyncio.wait([before])
             await _carry_out_entry(w, entry)
-            done += 1
         except Exception:
             await effects.release(w.redis, entry.id)  # the next relay takes it up again
             raise
         finally:
             limit.release()
 
-    left = False
+    out_of_time = False
     while True:
         if loop.time() > deadline:
-            left = True
+            out_of_time = True
             break
-        fresh = [
-            i
-            for i in await effects.waiting(w.redis, limit=len(started) + BATCH)
-            if i not in started
-        ]
+        waiting = await effects.waiting(w.redis, limit=len(seen) + BATCH)
+        fresh = [i for i in waiting if i not in seen]
         if not fresh:
             break
-        started.update(fresh)
+        seen.update(fresh)
         claimed = await effects.claim(w.redis, fresh, w.effects_lease)
-        ids = [i for i in fresh if i in claimed]
-        for entry in await effects.load_many(w.redis, ids):
+        for entry in await effects.load_many(w.redis, [i for i in fresh if i in claimed]):
             if entry is None:
                 continue
             await limit.acquire()
-            task = asyncio.create_task(one(entry, running.get(entry.subject)))
-            running[entry.subject] = task
-    if running:
-        results = await asyncio.gather(*running.values(), return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                log.warning("effects.relay_failed", error=repr(result))
-    return done, left and bool(await effects.waiting(w.redis, limit=1))
+            task = asyncio.create_task(one(entry, latest.get(entry.subject)))
+            latest[entry.subject] = task
+            taken.append(task)
+    outcomes = await asyncio.gather(*taken, return_exceptions=True)
+    failed = [o for o in outcomes if isinstance(o, BaseException)]
+    for failure in failed:
+        log.warning("effects.relay_failed", error=repr(failure))
+    left = out_of_time and bool(await effects.waiting(w.redis, limit=1))
+    return Drained(done=len(outcomes) - len(failed), failed=len(failed), left=left)
+
+
+class Drained(NamedTuple):
+    done: int
+    failed: int
+    """Entries given up after an error (released: a later relay takes them up again)."""
+    left: bool
+    """Entries are still waiting because the relay's time to take new ones ran out."""
 
 
 async def resume(w: WorkerContext) -> None:
@@ -178,14 +180,16 @@ async def relay_effects(ctx: JobContext, slot: int) -> str:
     drain that runs out of time queues the next. Burro's own store failing makes it run again
     soon."""
     try:
-        done, left = await drain(ctx.worker)
+        drained = await drain(ctx.worker)
     except RedisError as exc:
-        delay = backoff(ctx.job_try, base=_STORE_RETRY_BASE, cap=_STORE_RETRY_CAP)
-        log.warning("effects.store_error", error=str(exc), delay=delay)
-        raise Retry(defer=delay) from None
-    if left:
+        drained = Drained(done=0, failed=1, left=True)
+        log.warning("effects.store_error", error=str(exc))
+    if drained.failed:
+        # Entries failed on Burro's own store (a receiver's failures are outcomes): again soon.
+        raise Retry(defer=backoff(ctx.job_try, base=_STORE_RETRY_BASE, cap=_STORE_RETRY_CAP))
+    if drained.left:
         await effects.trigger(ctx.worker.queue)
-    return f"{done} relayed"
+    return f"{drained.done} relayed"
 
 
 async def sweep_effects(ctx: JobContext) -> int:

@@ -191,6 +191,24 @@ async def _entry(redis: Redis, job: Job) -> Entry | None:
     return effects.new_entry(job.id, f"job.{job.status}", followed) if followed else None
 
 
+def _moved(current: Job, status: JobStatus, changes: dict[str, Any]) -> Job:
+    """`current` in `status`, with `changes`. A terminal job is finished and expects nothing
+    more; a job that succeeded with a promotion gate has its gate evaluate before the alias
+    moves (`service.evaluations.promotion`)."""
+    stamp = now()
+    if status in TERMINAL:
+        changes = {"finished_at": stamp, **changes, "estimated_finish": None}
+    updated = msgspec.structs.replace(
+        current, status=status, updated_at=stamp, status_changed_at=stamp, **changes
+    )
+    gate = updated.promotion
+    if status == "succeeded" and gate and updated.promote_to and updated.fine_tuned_model:
+        updated = msgspec.structs.replace(
+            updated, promotion=msgspec.structs.replace(gate, status="evaluating")
+        )
+    return updated
+
+
 async def create(queue: Queue, job: Job) -> Job:
     """Store a new job (status `pending`), mark its datasets as in use, and announce it."""
     assert job.status == "pending"
@@ -232,18 +250,7 @@ async def transition(
             raise InvalidTransition(f"No job {job_id!r}.")
         if status not in TRANSITIONS[current.status]:
             raise InvalidTransition(f"Job {job_id} is {current.status}; it cannot become {status}.")
-        stamp = now()
-        if status in TERMINAL:
-            changes.setdefault("finished_at", stamp)
-            changes["estimated_finish"] = None
-        updated = msgspec.structs.replace(
-            current, status=status, updated_at=stamp, status_changed_at=stamp, **changes
-        )
-        gate = updated.promotion
-        if status == "succeeded" and gate and updated.promote_to and updated.fine_tuned_model:
-            # The alias waits for the gate's evaluation (service.evaluations.promotion).
-            gate = msgspec.structs.replace(gate, status="evaluating")
-            updated = msgspec.structs.replace(updated, promotion=gate)
+        updated = _moved(current, status, changes)
         event = burro_event(
             message or f"Job is {status.replace('_', ' ')}",
             type="status",

@@ -197,9 +197,9 @@ def test_a_drain_carries_out_what_waits_but_not_what_another_relay_holds(
         held = {e.subject: e for e in await entries(w)}[jobs_[0].id]
         assert await effects.claim(w.redis, [held.id], 60.0)
 
-        done, left = await relay.drain(w)
+        drained = await relay.drain(w)
 
-        assert (done, left) == (2, False)
+        assert drained == relay.Drained(done=2, failed=0, left=False)
         assert [e.id for e in await entries(w)] == [held.id]
         for n in (1, 2):
             assert await get_alias(w.redis, "acme", f"alias{n}") is not None
