@@ -428,10 +428,8 @@ async def _finish(
         updated_at=stamp,
         finished_at=stamp,
     )
-    event_type = COMPLETED_EVENT if evaluation.status == "completed" else FAILED_EVENT
-    entry = effects.new_entry(
-        evaluation.id, event_type, await _effects_of(redis, evaluation, len(rows))
-    )
+    followed = await _effects_of(redis, evaluation, len(rows))
+    entry = effects.new_entry(evaluation.id, _event_type(evaluation), followed)
     collection = evaluations(redis)
     async with redis.pipeline(transaction=True) as pipe:
         pipe.set(collection.key(evaluation.id), collection.encode(evaluation))
@@ -464,10 +462,14 @@ async def _effects_of(redis: Redis, evaluation: Evaluation, done: int) -> list[E
             tenant=evaluation.tenant,
             # The evaluation is the subject: one message per evaluation and destination.
             subject=evaluation.id,
-            event_type=COMPLETED_EVENT if evaluation.status == "completed" else FAILED_EVENT,
+            event_type=_event_type(evaluation),
             data=msgspec.json.encode(EvaluationOut.of(evaluation, done=done)),
             webhook_url=job.webhook_url if job is not None else None,
             webhook_secret=job.webhook_secret if job is not None else None,
         )
     )
     return followed
+
+
+def _event_type(evaluation: Evaluation) -> str:
+    return COMPLETED_EVENT if evaluation.status == "completed" else FAILED_EVENT
