@@ -24,7 +24,7 @@ from service.evaluations.runner import evaluations
 from service.inference.aliases import move_alias
 from service.queue import REQUEST_ID
 from service.retries import backoff
-from service.webhooks.outbox import publish_and_send
+from service.webhooks.outbox import publish
 from workers.context import JobContext, WorkerContext
 
 log = structlog.get_logger("burro.effects")
@@ -62,17 +62,16 @@ async def _publish(w: WorkerContext, effect: PublishWebhook) -> None:
     job_webhook = None
     if effect.webhook_url is not None and effect.webhook_secret is not None:
         job_webhook = (effect.webhook_url, effect.webhook_secret)
-    await publish_and_send(
+    await publish(
         w.redis,
         w.queue,
-        w.sender,
-        w.settings,
         tenant=effect.tenant,
         event_type=effect.event_type,
         job_id=effect.subject,
         data=effect.data,
         job_webhook=job_webhook,
         to_endpoints=effect.to_endpoints,
+        send_first=(w.sender, w.settings),
     )
 
 

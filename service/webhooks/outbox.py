@@ -98,15 +98,18 @@ async def publish(
     data: dict[str, Any] | bytes,
     job_webhook: tuple[str, str] | None,
     to_endpoints: bool = True,
+    send_first: tuple[WebhookSender, Settings] | None = None,
 ) -> list[str]:
     """Announce `event_type` for a job: one message for the job's own webhook (`job_webhook` is
     its `(url, secret)`, None without one) and one for each of the tenant's endpoints that
-    subscribes to the event (none looked up unless `to_endpoints`), each with its first attempt
-    queued. Returns the message ids.
+    subscribes to the event (none looked up unless `to_endpoints`). Returns the message ids.
 
-    `data` is the Job as the wire shows it (a JSON-encodable dict, or its JSON bytes). Safe to
-    call twice for the same event: the second call finds the messages of the first (same ids,
-    same bytes) and queues nothing new.
+    `data` is the Job as the wire shows it (a JSON-encodable dict, or its JSON bytes). Each new
+    message's first attempt is queued; with `send_first` (a sender and the settings) it is made
+    from here instead: the caller is then already the queued job that follows the change, and a
+    webhook costs no second one unless it has to be tried again. Safe to call twice for the same
+    event: the second call finds the messages of the first (same ids, same bytes) and only
+    follows up on them.
     """
     stored = await _store_messages(
         redis,
@@ -117,43 +120,18 @@ async def publish(
         job_webhook=job_webhook,
         to_endpoints=to_endpoints,
     )
-    for message_id, raw in stored:
-        if raw is not None:
-            await queue.enqueue(tasks.DELIVER_WEBHOOK, message_id, 0, 1)
-    return [message_id for message_id, _ in stored]
-
-
-async def publish_and_send(
-    redis: Redis,
-    queue: Queue,
-    sender: WebhookSender,
-    settings: Settings,
-    *,
-    tenant: str,
-    event_type: str,
-    job_id: str,
-    data: dict[str, Any] | bytes,
-    job_webhook: tuple[str, str] | None,
-    to_endpoints: bool = True,
-) -> list[str]:
-    """`publish`, then send each message's first attempt from here instead of queueing it (the
-    caller is already the queued job that follows the change: a webhook then costs no second
-    one unless it has to be tried again). Safe to repeat, like `attempt`."""
-    stored = await _store_messages(
-        redis,
-        tenant=tenant,
-        event_type=event_type,
-        job_id=job_id,
-        data=data,
-        job_webhook=job_webhook,
-        to_endpoints=to_endpoints,
-    )
-    await asyncio.gather(
-        *(
-            attempt(redis, queue, sender, settings, message_id, 0, 1, seen=raw)
-            for message_id, raw in stored
+    if send_first is not None:
+        sender, settings = send_first
+        await asyncio.gather(
+            *(
+                attempt(redis, queue, sender, settings, message_id, 0, 1, seen=raw)
+                for message_id, raw in stored
+            )
         )
-    )
+    else:
+        for message_id, raw in stored:
+            if raw is not None:
+                await queue.enqueue(tasks.DELIVER_WEBHOOK, message_id, 0, 1)
     return [message_id for message_id, _ in stored]
 
 

@@ -19,18 +19,7 @@ from service.jobs.transitions import transition
 from service.queue import Queue
 from service.settings import Settings
 from tests.jobs.conftest import MODEL, upload_dataset
-
-# A price at which the small test dataset costs dollars, not fractions of a cent.
-PRICEY_TABLE = """
-[[models]]
-name = "gpt-4.1-mini-2025-04-14"
-encoding = "o200k_base"
-max_tokens_per_example = 65536
-training_usd_per_1m_tokens = 1000.0
-input_usd_per_1m_tokens = 0.80
-output_usd_per_1m_tokens = 3.20
-methods = ["supervised", "dpo"]
-"""
+from tests.jobs.test_job_quotas import PRICEY_TABLE
 
 
 @pytest.fixture
