@@ -111,15 +111,27 @@ async def publish(
     event: the second call finds the messages of the first (same ids, same bytes) and only
     follows up on them.
     """
-    stored = await _store_messages(
-        redis,
-        tenant=tenant,
-        event_type=event_type,
-        job_id=job_id,
-        data=data,
-        job_webhook=job_webhook,
-        to_endpoints=to_endpoints,
-    )
+    body = encode_body(event_type, data)
+    destinations: list[tuple[str | None, str, str]] = []
+    if job_webhook is not None:
+        destinations.append((None, *job_webhook))
+    if to_endpoints:
+        for endpoint in await _tenant_endpoints(redis, tenant):
+            if endpoint.subscribes(event_type):
+                destinations.append((endpoint.id, endpoint.url, endpoint.secret))
+    stored = [
+        await _store_one(
+            redis,
+            tenant=tenant,
+            job_id=job_id,
+            event_type=event_type,
+            endpoint_id=endpoint_id,
+            url=url,
+            secret=secret,
+            body=body,
+        )
+        for endpoint_id, url, secret in destinations
+    ]
     if send_first is not None:
         sender, settings = send_first
         await asyncio.gather(
@@ -133,41 +145,6 @@ async def publish(
             if raw is not None:
                 await queue.enqueue(tasks.DELIVER_WEBHOOK, message_id, 0, 1)
     return [message_id for message_id, _ in stored]
-
-
-async def _store_messages(
-    redis: Redis,
-    *,
-    tenant: str,
-    event_type: str,
-    job_id: str,
-    data: dict[str, Any] | bytes,
-    job_webhook: tuple[str, str] | None,
-    to_endpoints: bool,
-) -> list[tuple[str, bytes | None]]:
-    """The message of each destination, stored unless a call before stored it: (id, its stored
-    bytes) for each one whose first attempt is still to be made, (id, None) for the others."""
-    body = encode_body(event_type, data)
-    destinations: list[tuple[str | None, str, str]] = []
-    if job_webhook is not None:
-        destinations.append((None, *job_webhook))
-    if to_endpoints:
-        for endpoint in await _tenant_endpoints(redis, tenant):
-            if endpoint.subscribes(event_type):
-                destinations.append((endpoint.id, endpoint.url, endpoint.secret))
-    return [
-        await _store_one(
-            redis,
-            tenant=tenant,
-            job_id=job_id,
-            event_type=event_type,
-            endpoint_id=endpoint_id,
-            url=url,
-            secret=secret,
-            body=body,
-        )
-        for endpoint_id, url, secret in destinations
-    ]
 
 
 async def has_endpoints(redis: Redis, tenant: str) -> bool:
