@@ -20,6 +20,8 @@ from workers.main import FUNCTIONS, worker_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("service", "workers", "burro", "sandbox")
+# The functions of the worker that serves each queue (a new queue adds its worker here).
+WORKERS: dict[str, dict[Task, Any]] = {CONTROL_QUEUE: FUNCTIONS}
 
 
 def _sources() -> list[tuple[Path, ast.Module]]:
@@ -72,9 +74,16 @@ def test_every_enqueue_in_the_code_names_a_registered_task() -> None:
             assert TASKS[task.name] is task, where
             enqueued.add(task.name)
     # What the code enqueues, every one of them served by the worker of its queue.
-    served = {t.name for t in FUNCTIONS}
+    served = {t.name for functions in WORKERS.values() for t in functions}
     assert enqueued <= served, enqueued - served
     assert "upload_job_files" in enqueued and "relay_effects" in enqueued
+
+
+def test_every_queue_has_a_worker_that_serves_exactly_its_tasks() -> None:
+    queues = {t.queue for t in TASKS.values()}
+    assert queues <= set(WORKERS), queues - set(WORKERS)
+    for queue, functions in WORKERS.items():
+        assert set(functions) == set(tasks.on_queue(queue)), queue
 
 
 def test_fixed_job_ids_are_built_from_the_arguments_in_one_place() -> None:

@@ -11,12 +11,13 @@ so `resolve` costs a single round trip (HMGET), whatever kind of name the caller
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import msgspec
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from service.errors import NotFound
-from service.limits import RateLimiter
 from service.settings import Settings
 from service.store import PREFIX, now
 
@@ -56,6 +57,15 @@ class ModelNotFound(NotFound):
 
 _ENCODE = msgspec.msgpack.Encoder()
 _DECODE = msgspec.msgpack.Decoder(Target)
+
+
+class Limiter(Protocol):
+    """A rate limiter that books a request and reads a hash in one round trip
+    (`service.limits.RateLimiter`: the chat path's; the worker, which never limits, needs none)."""
+
+    async def check_and_read(
+        self, tenant: str, key: str, fields: list[str]
+    ) -> list[bytes | None]: ...
 
 
 def catalog_key(tenant: str) -> str:
@@ -111,7 +121,7 @@ async def resolve(
     tenant: str,
     name: str,
     *,
-    limiter: RateLimiter | None = None,
+    limiter: Limiter | None = None,
 ) -> Target:
     """Where `name` goes for `tenant`: one of its fine-tuned models, job ids or aliases, else a
     base model that `settings.allowed_base_models` lists (on the default provider).
