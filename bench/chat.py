@@ -5,7 +5,8 @@
 Starts (all on 127.0.0.1) a private Redis, a tiny raw-ASGI upstream that answers a fixed
 completion and a fixed stream, and Burro under uvicorn, each in its own process so the load
 generator (aiohttp, in this process) shares no GIL with them. Auth, model resolution (by
-alias) and usage accounting are on. Every loop is bounded by a request count and a deadline.
+alias), the per-tenant rate limit and usage accounting are on. Every loop is bounded by a
+request count and a deadline.
 """
 
 from __future__ import annotations
@@ -171,8 +172,10 @@ def start_processes(
         "BURRO_PROVIDER_BENCH_API_KEY": "sk-bench",
         "BURRO_LOG_LEVEL": "WARNING",
         "BURRO_LOG_JSON": "true",
-        # The load generator is one tenant at thousands of requests a second.
-        "BURRO_RATE_LIMIT": "0",
+        # The rate limit is on, as in production, at a rate this one tenant never reaches: the
+        # chat path pays for its check (with the model look-up, one Redis round trip).
+        "BURRO_RATE_LIMIT": "1000000",
+        "BURRO_RATE_LIMIT_BURST": "1000000",
     }
     env.pop("OPENAI_API_KEY", None)
     burro = subprocess.Popen(
@@ -197,7 +200,7 @@ def start_processes(
 async def register_alias(redis_url: str) -> None:
     from redis.asyncio import Redis
 
-    from service.aliases import move_alias
+    from service.inference.aliases import move_alias
     from service.inference.catalog import register_model
 
     redis = Redis.from_url(redis_url)

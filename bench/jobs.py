@@ -157,6 +157,8 @@ def succeeded_at(log_paths: list[Path]) -> dict[str, float]:
                 continue
             with contextlib.suppress(msgspec.DecodeError):
                 entry = msgspec.json.decode(line)
+                if entry.get("event") != "job.succeeded":
+                    continue  # another line naming the event (an effect of it)
                 stamp = datetime.fromisoformat(entry["timestamp"])
                 found[entry["job"]] = stamp.timestamp()
     return found

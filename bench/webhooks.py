@@ -1,14 +1,17 @@
 """Benchmark: webhook delivery when many jobs finish at once.
 
-    uv run python bench/webhooks.py [--jobs 1000] [--workers 1] [--timeout 15]
+    uv run python bench/webhooks.py [--jobs 1000] [--workers 1,2] [--timeout 15]
 
 Starts a private Redis, a receiver process on 127.0.0.1 (one URL per job: `/ok/<n>` answers
-204 at once, `/hang/<n>` never answers) and `burro worker` processes, all real. Then `--jobs`
-jobs "finish" in the same instant: each publishes its `job.succeeded` event (64 at a time, as
-the workers finishing them would). The delay of a job is from that instant to the moment the
-receiver got its webhook. Two scenarios, each on an empty Redis with fresh workers: every
-receiver healthy, then a tenth of them hanging (held until the webhook timeout). Only the
-healthy receivers' deliveries are measured: they must not notice the hanging ones.
+204 at once, `/hang/<n>` never answers) and `burro worker` processes, all real. `--jobs` running
+jobs (each with its own webhook) then finish in the same instant: each one's `succeeded` is
+saved by `transition()` (64 at a time, as the workers finishing them would), which writes the
+job and its outbox in one transaction and queues its relay; the workers' relays publish and
+send the `job.succeeded` webhooks. The delay of a job is from that instant (and, second, from
+its own status change) to the moment the receiver got its webhook. Two scenarios, each on an
+empty Redis with fresh workers: every receiver healthy, then a tenth of them hanging (held
+until the webhook timeout); each with every number of workers in `--workers`. Only the healthy
+receivers' deliveries are measured: they must not notice the hanging ones.
 """
 
 from __future__ import annotations
@@ -27,26 +30,29 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from burro.redis_server import RedisServer, free_port  # noqa: E402
+from service.jobs.records import Job  # noqa: E402
+from service.jobs.transitions import jobs, transition  # noqa: E402
 from service.logging import configure_logging  # noqa: E402
 from service.queue import Queue  # noqa: E402
-from service.webhooks.outbox import publish  # noqa: E402
+from service.store import now  # noqa: E402
 from service.webhooks.signing import new_secret  # noqa: E402
 
-PUBLISH_CONCURRENCY = 64
+FINISH_CONCURRENCY = 64
+MODEL = "gpt-4.1-mini-2025-04-14"
 
 
 # --- The receiver (a child process: its CPU is not the workers') ------------------------------
 
 
 def run_receiver(port: int) -> None:
-    """Answer webhooks; print `<webhook-id> <unix time>` for each one answered."""
+    """Answer webhooks; print `<path> <unix time>` for each one answered."""
     from aiohttp import web
 
     async def handle(request: web.Request) -> web.StreamResponse:
         await request.read()
         if request.path.startswith("/hang/"):
             await asyncio.Event().wait()  # until the sender gives up
-        sys.stdout.write(f"{request.headers['webhook-id']} {time.time():.6f}\n")
+        sys.stdout.write(f"{request.path} {time.time():.6f}\n")
         sys.stdout.flush()
         return web.Response(status=204)
 
@@ -59,7 +65,12 @@ def run_receiver(port: int) -> None:
 
 
 async def scenario(
-    redis_url: str, redis_pid: int | None, data_dir: Path, args: argparse.Namespace, hanging: float
+    redis_url: str,
+    redis_pid: int | None,
+    data_dir: Path,
+    args: argparse.Namespace,
+    hanging: float,
+    workers_count: int,
 ) -> dict[str, float]:
     port = free_port()
     receiver = await asyncio.create_subprocess_exec(
@@ -74,76 +85,73 @@ async def scenario(
         "BURRO_LOG_LEVEL": "WARNING",
         "BURRO_LOG_JSON": "true",
     }
+    queue = await Queue.connect(redis_url)
+    await queue.redis.flushall()
     workers = [
         await asyncio.create_subprocess_exec(
             sys.executable, "-m", "burro", "worker", env=env, cwd=ROOT,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         )
-        for _ in range(args.workers)
+        for _ in range(workers_count)
     ]  # fmt: skip
-    queue = await Queue.connect(redis_url)
     try:
-        await queue.redis.flushall()
         await _wait_until_ready(queue, port, len(workers))
-        startup_cpu = sum(_cpu_seconds(w.pid) for w in workers)
-        redis_cpu = _cpu_seconds(redis_pid)
         hang_every = round(1 / hanging) if hanging else 0
-        urls = [
-            f"http://127.0.0.1:{port}/{'hang' if hang_every and n % hang_every == 0 else 'ok'}/{n}"
+        paths = [
+            f"/{'hang' if hang_every and n % hang_every == 0 else 'ok'}/{n}"
             for n in range(args.jobs)
         ]
-        healthy: set[str] = set()
-        gate = asyncio.Semaphore(PUBLISH_CONCURRENCY)
+        ids = await _running_jobs(queue, [f"http://127.0.0.1:{port}{p}" for p in paths])
+        healthy = {p for p in paths if p.startswith("/ok/")}
+        startup_cpu = sum(_cpu_seconds(w.pid) for w in workers)
+        redis_cpu = _cpu_seconds(redis_pid)
+        gate = asyncio.Semaphore(FINISH_CONCURRENCY)
+        changed_at: dict[str, float] = {}
 
         async def finish(n: int) -> None:
             async with gate:
-                [message_id] = await publish(
-                    queue.redis,
-                    queue,
-                    tenant="bench",
-                    event_type="job.succeeded",
-                    job_id=f"job_{n}",
-                    data={"id": f"job_{n}", "object": "job", "status": "succeeded"},
-                    job_webhook=(urls[n], new_secret()),
+                changed_at[paths[n]] = time.time()
+                await transition(
+                    queue, ids[n], "succeeded", fine_tuned_model=f"ft:{MODEL}:bench::{n}"
                 )
-            if "/ok/" in urls[n]:
-                healthy.add(message_id)
 
         received: dict[str, float] = {}
         assert receiver.stdout is not None
         finished_at = time.time()
         cpu_before = time.process_time()
-        publishing = asyncio.gather(*(finish(n) for n in range(args.jobs)))
-        published: list[float] = []
-        publishing.add_done_callback(lambda _: published.append(time.time()))
+        finishing = asyncio.gather(*(finish(n) for n in range(args.jobs)))
+        finished: list[float] = []
+        finishing.add_done_callback(lambda _: finished.append(time.time()))
         deadline = time.monotonic() + 120
-        while not (publishing.done() and healthy <= received.keys()):
+        while not (finishing.done() and healthy <= received.keys()):
             try:
                 line = await asyncio.wait_for(receiver.stdout.readline(), 1.0)
             except TimeoutError:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"only {len(received)} deliveries after 120 s") from None
                 continue
-            message_id, at = line.decode().split()
-            received[message_id] = float(at)
-        await publishing
-        published_in = published[0] - finished_at
+            path, at = line.decode().split()
+            received[path] = float(at)
+        await finishing
         cpu = {
             "worker": sum(_cpu_seconds(w.pid) for w in workers) - startup_cpu,
             "receiver": _cpu_seconds(receiver.pid),
             "redis": _cpu_seconds(redis_pid) - redis_cpu,
-            "publisher": time.process_time() - cpu_before,
+            "finisher": time.process_time() - cpu_before,
         }
-        delays = sorted(received[m] - finished_at for m in healthy)
+        delays = sorted(received[p] - finished_at for p in healthy)
+        own = sorted(received[p] - changed_at[p] for p in healthy)
         span = max(delays)
         return {
+            "workers": workers_count,
             "hanging": hanging,
             "healthy": len(healthy),
             "per_second": len(healthy) / span,
             "p50": statistics.median(delays),
             "p99": delays[min(len(delays) - 1, int(len(delays) * 0.99))],
             "max": span,
-            "published_in": published_in,
+            "own_p99": own[min(len(own) - 1, int(len(own) * 0.99))],
+            "finished_in": finished[0] - finished_at,
             **{f"cpu_{k}": v for k, v in cpu.items()},
         }
     finally:
@@ -162,6 +170,23 @@ async def _stop(*processes: asyncio.subprocess.Process) -> None:
         except TimeoutError:
             process.kill()
             await process.wait()
+
+
+async def _running_jobs(queue: Queue, urls: list[str]) -> list[str]:
+    """One running job per URL, each with its own webhook (stored directly: their earlier
+    statuses are not what is measured)."""
+    stamp = now()
+    collection = jobs(queue.redis)
+    ids = []
+    for n, url in enumerate(urls):
+        job = Job(
+            id=f"job_bench{n:05d}", tenant="bench", status="running", provider="sandbox",
+            model=MODEL, training_dataset="ds_bench", upstream_job_id=f"ftjob-{n}",
+            webhook_url=url, webhook_secret=new_secret(), created_at=stamp, updated_at=stamp,
+        )  # fmt: skip
+        await collection.save(job)
+        ids.append(job.id)
+    return ids
 
 
 def _cpu_seconds(pid: int | None) -> float:
@@ -195,36 +220,47 @@ async def _wait_until_ready(queue: Queue, port: int, workers: int) -> None:
 
 async def main(args: argparse.Namespace) -> None:
     configure_logging("WARNING")
+    counts = [int(n) for n in args.workers.split(",")]
+    results = []
     with tempfile.TemporaryDirectory(prefix="burro-bench-") as tmp:
         server = RedisServer(data_dir=Path(tmp) / "redis")
         url = server.start()
         pid = server.process.pid if server.process else None
         try:
-            results = [
-                await scenario(url, pid, Path(tmp) / "data", args, hanging)
-                for hanging in (0.0, 0.1)
-            ]
+            for workers_count in counts:
+                for hanging in (0.0, 0.1):
+                    results.append(
+                        await scenario(url, pid, Path(tmp) / "data", args, hanging, workers_count)
+                    )
         finally:
             server.close()
     print(
-        f"\n{args.jobs} jobs finishing at once, {args.workers} worker process(es), "
-        f"webhook timeout {args.timeout:g} s, {os.cpu_count()} CPUs\n"
+        f"\n{args.jobs} jobs finishing at once, webhook timeout {args.timeout:g} s, "
+        f"{os.cpu_count()} CPUs; delays from the instant they all finished (and, last column, "
+        "from each job's own status change)\n"
     )
-    print("| receivers        | healthy deliveries | deliveries/s | p50     | p99     | max     |")
-    print("|------------------|--------------------|--------------|---------|---------|---------|")
+    print(
+        "| workers | receivers   | healthy deliveries | deliveries/s | p50     | p99     "
+        "| max     | p99 own |"
+    )
+    print(
+        "|---------|-------------|--------------------|--------------|---------|---------"
+        "|---------|---------|"
+    )
     for r in results:
         label = "all healthy" if not r["hanging"] else f"{r['hanging']:.0%} hanging"
         print(
-            f"| {label:<16} | {r['healthy']:>18} | {r['per_second']:>12.0f} "
-            f"| {r['p50']:>5.3f} s | {r['p99']:>5.3f} s | {r['max']:>5.3f} s |"
+            f"| {r['workers']:>7.0f} | {label:<11} | {r['healthy']:>18.0f} "
+            f"| {r['per_second']:>12.0f} | {r['p50']:>5.3f} s | {r['p99']:>5.3f} s "
+            f"| {r['max']:>5.3f} s | {r['own_p99']:>5.3f} s |"
         )
     print("\nCPU seconds spent on the burst, by process:")
     for r in results:
         label = "all healthy" if not r["hanging"] else f"{r['hanging']:.0%} hanging"
         print(
-            f"  {label}: all {args.jobs} published in {r['published_in']:.2f} s; CPU publisher "
-            f"{r['cpu_publisher']:.2f}, worker(s) {r['cpu_worker']:.2f}, receiver "
-            f"{r['cpu_receiver']:.2f}, redis {r['cpu_redis']:.2f}"
+            f"  {r['workers']:.0f} worker(s), {label}: all {args.jobs} saved in "
+            f"{r['finished_in']:.2f} s; CPU finisher {r['cpu_finisher']:.2f}, worker(s) "
+            f"{r['cpu_worker']:.2f}, receiver {r['cpu_receiver']:.2f}, redis {r['cpu_redis']:.2f}"
         )
 
 
@@ -234,6 +270,8 @@ if __name__ == "__main__":
         sys.exit(0)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--jobs", type=int, default=1000)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--workers", default="1,2", help="worker processes, one run per count (e.g. 1,2)"
+    )
     parser.add_argument("--timeout", type=float, default=15.0, help="BURRO_WEBHOOK_TIMEOUT")
     asyncio.run(main(parser.parse_args()))

@@ -19,14 +19,21 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from service import health, metrics
+from service import aliases, health, metrics
 from service.api_reference import redoc_script, render_plugins
 from service.context import Resources
+from service.datasets import routes as datasets
 from service.errors import BurroError
+from service.evaluations import routes as evaluations
 from service.http_limits import request_limits
 from service.ids import new_id
+from service.inference import routes as inference
+from service.inference.routes import CHAT_PATH, chat_completions_app
+from service.jobs import routes as jobs
 from service.json_bodies import BurroRequest
 from service.logging import configure_logging
+from service.openai_compat import files as openai_files
+from service.openai_compat import jobs as openai_fine_tuning
 from service.problems import (
     FINE_TUNING_PREFIXES,
     OPENAI_COMPATIBLE_PREFIXES,
@@ -36,9 +43,49 @@ from service.problems import (
 from service.queue import Queue
 from service.settings import Settings
 from service.tenants import KeyRing
+from service.ui import routes as ui
 from service.ui.sessions import add_security_headers
+from service.webhooks import routes as webhooks
 
 log = structlog.get_logger("burro.api")
+
+
+class BurroApp(Litestar):
+    """Litestar, with the chat path served before routing: `POST /v1/chat/completions` is the
+    hot path, and its handler is a plain ASGI callable (`service.inference.routes`), so it goes
+    there directly, with the request context, the metrics and the one error mapping of every
+    other route. Its route stays registered for the OpenAPI document (and trailing slashes)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        settings: Settings = self.state.settings
+        # The same middleware as every route (`create_app`), the limits inside the error
+        # mapping so that a 431 or a 408 is answered in OpenAI's shape too.
+        limited = request_limits(settings.body_idle_timeout)(chat_completions_app)
+        self._chat = request_context_middleware(_mapping_errors(limited))
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == CHAT_PATH:
+            scope["app"] = scope["litestar_app"] = self
+            scope["path_template"] = CHAT_PATH
+            await self._chat(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+def _mapping_errors(app: ASGIApp) -> ASGIApp:
+    """`app`, its errors answered by `handle_exception` (as Litestar does for its routes)."""
+
+    async def mapped(scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await app(scope, receive, send)
+        # Every error gets the one mapping; nothing was sent yet (see `relay`).
+        except Exception as exc:  # noqa: BLE001
+            request: Request[Any, Any, Any] = BurroRequest(scope, receive)
+            response = handle_exception(request, exc)
+            await response.to_asgi_response(None, request)(scope, receive, send)
+
+    return mapped
 
 
 def create_app(settings: Settings, *, configure_logs: bool = True) -> Litestar:
@@ -86,33 +133,23 @@ def create_app(settings: Settings, *, configure_logs: bool = True) -> Litestar:
         request_class=BurroRequest,
         before_send=[add_security_headers],
     )
-    return Litestar.from_config(config)
+    return BurroApp.from_config(config)
 
 
 def _route_handlers() -> list[Any]:
-    from service.aliases import router as aliases
-    from service.datasets.routes import router as datasets
-    from service.evaluations.routes import router as evaluations
-    from service.inference.routes import router as inference
-    from service.jobs.routes import routers as jobs
-    from service.openai_compat.files import router as openai_files
-    from service.openai_compat.jobs import router as openai_fine_tuning
-    from service.ui.routes import router as ui
-    from service.webhooks.routes import router as webhooks
-
     return [
         redoc_script,
         health.router,
-        metrics.metrics_endpoint,
-        datasets,
-        jobs,
-        webhooks,
-        inference,
-        aliases,
-        evaluations,
-        openai_files,
-        openai_fine_tuning,
-        ui,
+        health.metrics_endpoint,
+        datasets.router,
+        jobs.routers,
+        webhooks.router,
+        inference.router,
+        aliases.router,
+        evaluations.router,
+        openai_files.router,
+        openai_fine_tuning.router,
+        ui.router,
     ]
 
 

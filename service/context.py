@@ -81,9 +81,16 @@ async def provide_tenant(request: Request[Any, Any, Any], resources: UsesResourc
 async def authenticate(
     resources: Resources, authorization: str | None, client: str | None = None
 ) -> str:
-    """The tenant that owns the key in `authorization` (401; 429 after too many wrong keys from
-    `client`, the caller's address), booked against its rate limit (429): for handlers that
-    read the header themselves, like the chat path."""
-    tenant = await tenant_for(resources.keys, resources.failed_keys, authorization, client)
+    """The tenant that owns the key in `authorization` (`identify`), booked against its rate
+    limit (429): for handlers that read the header themselves, like the UI's sign-in."""
+    tenant = await identify(resources, authorization, client)
     await resources.limiter.check(tenant)
     return tenant
+
+
+async def identify(resources: Resources, authorization: str | None, client: str | None) -> str:
+    """The tenant that owns the key in `authorization` (401; 429 after too many wrong keys from
+    `client`, the caller's address), not yet booked against its rate limit: the chat path books
+    it together with its model look-up (`RateLimiter.check_and_read`). A known key costs no
+    Redis round trip; only a wrong one is counted, against the address."""
+    return await tenant_for(resources.keys, resources.failed_keys, authorization, client)

@@ -1,11 +1,16 @@
-"""Liveness and readiness, for orchestrators and load balancers."""
+"""Liveness, readiness and metrics, for orchestrators, load balancers and Prometheus."""
 
 from __future__ import annotations
 
+import structlog
 from litestar import Response, Router, get
 from litestar.openapi.datastructures import ResponseSpec
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4
 
+from service import metrics
 from service.context import UsesResources
+
+log = structlog.get_logger("burro.metrics")
 
 
 @get("/live", summary="The process is up", security=[])
@@ -40,3 +45,18 @@ async def ready(resources: UsesResources) -> Response[dict[str, object]]:
 
 
 router = Router(path="/health", route_handlers=[live, ready], tags=["operations"])
+
+
+@get(
+    metrics.METRICS_PATH,
+    summary="Prometheus metrics of this process",
+    security=[],
+    tags=["operations"],
+    media_type=CONTENT_TYPE_PLAIN_0_0_4,
+)
+async def metrics_endpoint(resources: UsesResources) -> Response[bytes]:
+    try:
+        await metrics.collect_from_redis(resources.redis)
+    except Exception as exc:  # Redis down: still serve this process's counters
+        log.warning("metrics.redis_unavailable", error=type(exc).__name__)
+    return Response(metrics.render(), media_type=CONTENT_TYPE_PLAIN_0_0_4)

@@ -1,4 +1,5 @@
-"""Prometheus metrics: one registry that the API and the worker both count into, and `/metrics`.
+"""Prometheus metrics: one registry that the API and the worker both count into (served at
+`/metrics` by `service.health`, and on `BURRO_METRICS_PORT` by a worker).
 
 Every process keeps its own counters and is scraped on its own (each API replica at `/metrics`,
 each worker on `BURRO_METRICS_PORT`); Prometheus sums them. Burro never runs several server
@@ -15,13 +16,10 @@ from __future__ import annotations
 import threading
 from collections import Counter as Tally
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
-from litestar import Response, get
-from litestar.datastructures import State
 from prometheus_client import (
-    CONTENT_TYPE_PLAIN_0_0_4,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -38,9 +36,6 @@ from service.jobs.records import JOBS as JOBS_COLLECTION
 from service.jobs.records import TRANSITIONS, UNFINISHED_KEY, Job
 from service.queue import QUEUE_NAME
 from service.store import Collection
-
-if TYPE_CHECKING:
-    from service.context import Resources
 
 log = structlog.get_logger("burro.metrics")
 
@@ -200,24 +195,6 @@ async def collect_from_redis(redis: Redis) -> None:
 def render() -> bytes:
     """This process's metrics and Redis' gauges in Prometheus' text format."""
     return generate_latest(REGISTRY) + generate_latest(REDIS_REGISTRY)
-
-
-@get(
-    METRICS_PATH,
-    summary="Prometheus metrics of this process",
-    security=[],
-    tags=["operations"],
-    media_type=CONTENT_TYPE_PLAIN_0_0_4,
-)
-async def metrics_endpoint(state: State) -> Response[bytes]:
-    # From the app's state, not the `resources` dependency: service.context imports
-    # service.limits, which imports this module, so importing service.context here is a cycle.
-    resources: Resources = state.resources
-    try:
-        await collect_from_redis(resources.redis)
-    except Exception as exc:  # Redis down: still serve this process's counters
-        log.warning("metrics.redis_unavailable", error=type(exc).__name__)
-    return Response(render(), media_type=CONTENT_TYPE_PLAIN_0_0_4)
 
 
 def start_metrics_server(port: int, addr: str = "0.0.0.0") -> Any:  # noqa: S104 - scraped from other hosts

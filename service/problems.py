@@ -40,6 +40,19 @@ class Problem(msgspec.Struct, frozen=True, kw_only=True):
     detail: str
 
 
+class OpenAIErrorDetail(msgspec.Struct, frozen=True, kw_only=True):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class OpenAIErrorBody(msgspec.Struct, frozen=True, kw_only=True):
+    """Errors on the OpenAI-compatible paths, as OpenAI's clients parse them."""
+
+    error: OpenAIErrorDetail
+
+
 class ErrorResponses(ReceiveRoutePlugin):
     """Adds the error answers that can reach each `/v1` operation to its OpenAPI responses.
 
@@ -91,8 +104,6 @@ def _problem_spec(status: int) -> ResponseSpec:
 
 
 def _openai_spec(status: int) -> ResponseSpec:
-    from service.inference.routes import OpenAIErrorBody
-
     container: Any = OpenAIErrorBody
     return ResponseSpec(
         data_container=container, description=_DESCRIPTIONS[status], generate_examples=False

@@ -1,14 +1,21 @@
-"""Background work is enqueued here, by name: the API's only contact with arq."""
+"""Background work is enqueued here, as tasks of the registry (`service.tasks`): the only
+contact with arq outside the workers."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import msgspec
+import structlog
 from arq.connections import ArqRedis, RedisSettings, create_pool
 
-QUEUE_NAME = "burro:queue"
+from service.tasks import CONTROL_QUEUE, Task
+
+QUEUE_NAME = CONTROL_QUEUE
 HEALTH_CHECK_KEY = QUEUE_NAME + ":health-check"
+
+# The keyword that carries the enqueuing request's id into the job (see Task.carries_request).
+REQUEST_ID = "request_id"
 
 # Queued jobs outlive a deploy and carry only ids: msgpack, never pickle.
 serialize_job = msgspec.msgpack.encode
@@ -48,14 +55,25 @@ class Queue:
 
     async def enqueue(
         self,
-        function: str,
+        task: Task,
         *args: Any,
         job_id: str | None = None,
         defer_by: float | None = None,
     ) -> bool:
-        """Enqueue `function(*args)`; False when a job with `job_id` is already queued."""
+        """Enqueue `task(*args)` under its fixed job id (or `job_id`); False when a job with
+        that id is already queued. The request id bound to this context goes along."""
+        kwargs: dict[str, Any] = {}
+        if task.carries_request:
+            request_id = structlog.contextvars.get_contextvars().get(REQUEST_ID)
+            if request_id is not None:
+                kwargs[REQUEST_ID] = request_id
         job = await self.pool.enqueue_job(
-            function, *args, _job_id=job_id, _defer_by=defer_by, _queue_name=QUEUE_NAME
+            task.name,
+            *args,
+            _job_id=job_id or task.job_id(*args),
+            _defer_by=defer_by,
+            _queue_name=task.queue,
+            **kwargs,
         )
         return job is not None
 

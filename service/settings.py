@@ -59,6 +59,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # `auth_failure_burst`, then 429 until the address slows down (0: no limit).
     auth_failures_per_minute: float = 10.0
     auth_failure_burst: int = 20
+    # Where a worker stops dead (service.faults): only crash tests set these.
+    fault_points: tuple[str, ...] = ()
 
     def provider(self, name: str) -> ProviderSettings | None:
         """The provider configured under `name`, if any."""
@@ -98,6 +100,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             body_idle_timeout=float(env.get("BURRO_BODY_IDLE_TIMEOUT", "30")),
             auth_failures_per_minute=float(env.get("BURRO_AUTH_FAILURES_PER_MINUTE", "10")),
             auth_failure_burst=int(env.get("BURRO_AUTH_FAILURE_BURST", "20")),
+            fault_points=tuple(
+                p.strip() for p in env.get("BURRO_FAULT_POINTS", "").split(",") if p.strip()
+            ),
         )
 
 

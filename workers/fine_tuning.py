@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import csv
 import io
 import secrets
+import time
 from typing import Any
 
 import msgspec
 import openai
 import structlog
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, Omit, omit
 from openai.types.fine_tuning import FineTuningJob
 
+from service import tasks
 from service.jobs import events as timeline
 from service.jobs.records import (
     BURRO_METADATA_KEY,
@@ -27,15 +30,16 @@ from service.jobs.records import (
     active_key,
     by_upstream_key,
     create_lock_key,
+    events_read_key,
 )
 from service.jobs.transitions import InvalidTransition, jobs, record, release, transition, update
+from service.providers import classify
 from service.store import now
 from workers.context import WorkerContext
 from workers.upload import Busy
 
 log = structlog.get_logger("burro.worker")
 
-POLL_FUNCTION = "poll_provider"
 # Upstream statuses Burro mirrors. Others (OpenAI's `paused`, anything new) leave the status as
 # it is and are shown in `upstream.status`; Azure's `pending` means accepted, not yet running.
 STATUS_MAP: dict[str, JobStatus] = {
@@ -47,8 +51,12 @@ STATUS_MAP: dict[str, JobStatus] = {
     "failed": "failed",
     "cancelled": "cancelled",
 }
-UPSTREAM_TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 STUCK_STATUSES = frozenset({"validating_files", "queued"})
+# The earliest a poll pass follows the one before, however soon a job is expected to finish:
+# each pass costs the list's pages.
+MIN_POLL_SECONDS = 1.0
+# Estimated finishes are whole seconds, and late: look this long after one.
+_FINISH_MARGIN = 1.0
 _LOOKUP_PAGES = 20
 _LIST_PAGES = 50
 _PAGE_SIZE = 100
@@ -151,7 +159,8 @@ async def create_upstream_job(w: WorkerContext, job_id: str) -> None:
                     w.queue, job_id, upstream_job_id=upstream.id, upstream_status=upstream.status
                 )
                 await redis.zadd(active_key(job.provider), {job_id: job.created_at})
-                job = await mirror(w, job, upstream)
+                # Its events come with the polls: a job just created has little to tell.
+                job = await mirror(w, job, upstream, details=False)
         finally:
             if release_lock:
                 await release(redis, key, token)
@@ -166,21 +175,31 @@ async def create_upstream_job(w: WorkerContext, job_id: str) -> None:
 
 async def ensure_polling(w: WorkerContext, provider: str) -> None:
     """Start the provider's poll loop unless it runs already (a fixed job id)."""
-    await w.queue.enqueue(POLL_FUNCTION, provider, job_id=f"poll:{provider}")
+    await w.queue.enqueue(tasks.POLL_PROVIDER, provider)
+
+
+def _ends(job: Job, upstream: FineTuningJob) -> bool:
+    """Mirroring `upstream` makes `job` terminal (checkpoints and results are final then)."""
+    target = STATUS_MAP.get(upstream.status)
+    return target is not None and target in TERMINAL and RANK[target] > RANK[job.status]
 
 
 async def mirror(
     w: WorkerContext, job: Job, upstream: FineTuningJob, *, details: bool = True
 ) -> Job:
-    """Bring `job` up to date with its upstream job: events, checkpoints and metrics first (when
-    `details`), then fields and status, so whoever hears of a change finds them in place."""
+    """Bring `job` up to date with its upstream job: its new events first (when `details`), and
+    when it ends its checkpoints and training curve, then fields and status, so whoever hears
+    of a change finds them in place. Checkpoints and the result file are read once, at the end:
+    that is when they are complete, and a poll pass over many jobs does not pay for them."""
     client = _client(w, job)
+    reads = []
     if details:
-        await sync_events(w, client, job, upstream.id)
-        if upstream.status != job.upstream_status or upstream.status in UPSTREAM_TERMINAL:
-            await sync_checkpoints(w, client, job, upstream.id)
-    if upstream.status == "succeeded" and upstream.result_files:
-        await sync_metrics(w, client, job, upstream.result_files[0])
+        reads.append(sync_events(w, client, job, upstream.id))
+    if _ends(job, upstream):
+        reads.append(sync_checkpoints(w, client, job, upstream.id))
+        if upstream.status == "succeeded" and upstream.result_files:
+            reads.append(sync_metrics(w, client, job, upstream.result_files[0]))
+    await asyncio.gather(*reads)
     changes: dict[str, Any] = {
         "upstream_status": upstream.status,
         "fine_tuned_model": upstream.fine_tuned_model,
@@ -255,31 +274,69 @@ def _cost(w: WorkerContext, job: Job, trained_tokens: int | None) -> float | Non
     return round(trained_tokens * info.training_usd_per_1m_tokens / 1e6, 2)
 
 
+# The upstream's event and checkpoint pages, decoded by msgspec into what Burro keeps: a poll
+# pass reads many of them, and the SDK's own models cost twice the CPU to build.
+class _UpstreamEvent(msgspec.Struct):
+    id: str
+    created_at: int
+    message: str = ""
+    level: str = "info"  # info, warn or error (anything else is shown as info)
+    type: str | None = None
+    data: Any = None
+
+
+class _UpstreamCheckpoint(msgspec.Struct):
+    id: str
+    created_at: int
+    fine_tuned_model_checkpoint: str
+    step_number: int
+    metrics: dict[str, Any] | None = None
+
+
+class _EventPage(msgspec.Struct):
+    data: list[_UpstreamEvent]
+    has_more: bool = False
+
+
+class _CheckpointPage(msgspec.Struct):
+    data: list[_UpstreamCheckpoint]
+    has_more: bool = False
+
+
+_EVENT_PAGE = msgspec.json.Decoder(_EventPage)
+_LEVELS: dict[str, timeline.EventLevel] = {"info": "info", "warn": "warn", "error": "error"}
+_CHECKPOINT_PAGE = msgspec.json.Decoder(_CheckpointPage)
+
+
 async def sync_events(w: WorkerContext, client: AsyncOpenAI, job: Job, upstream_id: str) -> None:
     """Store the upstream events not seen yet (the list is newest first: stop at a known one)."""
-    page = await client.fine_tuning.jobs.list_events(upstream_id, limit=_PAGE_SIZE)
     new: list[timeline.JobEvent] = []
+    after: str | Omit = omit
     for _ in range(_LIST_PAGES):
+        raw = await client.fine_tuning.jobs.with_raw_response.list_events(
+            upstream_id, limit=_PAGE_SIZE, after=after
+        )
+        page = _EVENT_PAGE.decode(raw.content)
         known = False
-        for event in page.data:
-            if await timeline.has_event(w.redis, job.id, event.id):
+        stored = await timeline.known_events(w.redis, job.id, [e.id for e in page.data])
+        for event, seen_before in zip(page.data, stored, strict=True):
+            if seen_before:
                 known = True
                 break
-            data = event.data if isinstance(event.data, dict) else None
             new.append(
                 timeline.JobEvent(
                     id=event.id,
                     created_at=event.created_at,
-                    level=event.level if event.level in ("info", "warn", "error") else "info",
+                    level=_LEVELS.get(event.level, "info"),
                     type=event.type or "message",
                     source="upstream",
                     message=event.message,
-                    data=data,
+                    data=event.data if isinstance(event.data, dict) else None,
                 )
             )
-        if known or not page.has_next_page():
+        if known or not page.has_more or not page.data:
             break
-        page = await page.get_next_page()
+        after = page.data[-1].id
     new.reverse()
     new.sort(key=lambda e: e.created_at)  # stable: keeps the upstream's order within a second
     await timeline.add_events(w.redis, job.id, new)
@@ -288,14 +345,16 @@ async def sync_events(w: WorkerContext, client: AsyncOpenAI, job: Job, upstream_
 async def sync_checkpoints(
     w: WorkerContext, client: AsyncOpenAI, job: Job, upstream_id: str
 ) -> None:
-    page = await client.fine_tuning.jobs.checkpoints.list(upstream_id, limit=_PAGE_SIZE)
     found: list[timeline.Checkpoint] = []
+    after: str | Omit = omit
     for _ in range(_LIST_PAGES):
+        raw = await client.fine_tuning.jobs.checkpoints.with_raw_response.list(
+            upstream_id, limit=_PAGE_SIZE, after=after
+        )
+        page = _CHECKPOINT_PAGE.decode(raw.content)
         for c in page.data:
             metrics = {
-                k: float(v)
-                for k, v in (c.metrics.model_dump() if c.metrics else {}).items()
-                if isinstance(v, int | float)
+                k: float(v) for k, v in (c.metrics or {}).items() if isinstance(v, int | float)
             }
             found.append(
                 timeline.Checkpoint(
@@ -306,9 +365,9 @@ async def sync_checkpoints(
                     metrics=metrics,
                 )
             )
-        if not page.has_next_page():
+        if not page.has_more or not page.data:
             break
-        page = await page.get_next_page()
+        after = page.data[-1].id
     found.sort(key=lambda c: c.step_number)
     await timeline.save_checkpoints(w.redis, job.id, found)
 
@@ -366,61 +425,165 @@ async def poll_provider(w: WorkerContext, provider: str) -> int:
 
     The jobs' statuses come from the upstream's job list, newest first, paged until every
     active job was seen or the page is older than the oldest of them: the cost grows with pages,
-    not with jobs. Only a job whose status changed, or that is running, costs more calls (its
-    events, its checkpoints when the status changed).
+    not with jobs. Only a job that ended costs more calls (its events, checkpoints and result
+    file), and a running one its new events, at most once per poll interval. The jobs are
+    mirrored concurrently, `w.poll_concurrency` at a time. The earliest finish the upstream
+    expects of a job still active is kept for the loop's next pass (`w.polling.next_finish`).
     """
-    redis = w.redis
-    collection = jobs(redis)
-    raw_ids = await redis.zrange(active_key(provider), 0, -1)
-    ids = [i.decode() if isinstance(i, bytes) else str(i) for i in raw_ids]
-    if not ids:
-        return 0
-    active: list[Job] = []
-    for job_id, job in zip(ids, await collection.get_many(ids), strict=True):
-        if job is None or job.status in TERMINAL or job.upstream_job_id is None:
-            await redis.zrem(active_key(provider), job_id)
-        else:
-            active.append(job)
+    w.polling.next_finish.pop(provider, None)
+    active, events_read = await _active_jobs(w, provider)
     if not active:
         return 0
     client = w.providers.client(provider)
-    calls = 0
     seen: dict[str, FineTuningJob] = {}
+    calls = 0
     if w.providers.supports_list_polling(provider):
-        wanted = {job.upstream_job_id for job in active}
-        oldest = min(job.created_at for job in active) - _SKEW_SECONDS
-        page = await client.fine_tuning.jobs.list(limit=_PAGE_SIZE)
-        calls += 1
-        for _ in range(_LIST_PAGES):
-            seen.update((u.id, u) for u in page.data if u.id in wanted)
-            if len(seen) == len(wanted) or not page.data or page.data[-1].created_at < oldest:
-                break
-            if not page.has_next_page():
-                break
-            page = await page.get_next_page()
-            calls += 1
-    for job in active:
-        assert job.upstream_job_id is not None
-        upstream = seen.get(job.upstream_job_id)
-        try:
-            if upstream is None:
-                upstream = await client.fine_tuning.jobs.retrieve(job.upstream_job_id)
-                calls += 1
-            changed = upstream.status != job.upstream_status
-            details = changed or upstream.status == "running"
-            calls += (2 if changed else 1) if details else 0
-            job = await mirror(w, job, upstream, details=details)
-        except Exception as exc:
-            from service.providers import classify
+        seen, calls = await _listed(client, active)
+    poll = _Pass(w, client, seen, events_read, calls=calls)
 
-            failure = classify(exc)
-            if failure is None:
-                raise
-            log.warning("job.poll_failed", job=job.id, code=failure.code, status=failure.status)
-            continue
-        await notice_if_stuck(w, job)
-    log.info("job.polled", provider=provider, jobs=len(active), calls=calls)
-    return calls
+    def ending(job: Job) -> bool:
+        upstream = seen.get(job.upstream_job_id or "")
+        return upstream is not None and _ends(job, upstream)
+
+    # The jobs that end go first: theirs is the news that callers wait for.
+    await asyncio.gather(*(poll.one(job) for job in sorted(active, key=ending, reverse=True)))
+    await poll.save(provider)
+    log.info("job.polled", provider=provider, jobs=len(active), calls=poll.calls)
+    return poll.calls
+
+
+async def _active_jobs(w: WorkerContext, provider: str) -> tuple[list[Job], dict[str, float]]:
+    """The provider's jobs to poll (those that ended or never reached it leave the set), and
+    when each one's events were last read."""
+    redis = w.redis
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zrange(active_key(provider), 0, -1)
+        pipe.zrange(events_read_key(provider), 0, -1, withscores=True)
+        raw_ids, raw_read = await pipe.execute()
+    ids = [i.decode() if isinstance(i, bytes) else str(i) for i in raw_ids]
+    events_read = {(i.decode() if isinstance(i, bytes) else str(i)): t for i, t in raw_read}
+    if not ids:
+        return [], events_read
+    active: list[Job] = []
+    gone: list[str] = []
+    for job_id, job in zip(ids, await jobs(redis).get_many(ids), strict=True):
+        if job is None or job.status in TERMINAL or job.upstream_job_id is None:
+            gone.append(job_id)
+        else:
+            active.append(job)
+    if gone:
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.zrem(active_key(provider), *gone)
+            pipe.zrem(events_read_key(provider), *gone)
+            await pipe.execute()
+    return active, events_read
+
+
+async def _listed(client: AsyncOpenAI, active: list[Job]) -> tuple[dict[str, FineTuningJob], int]:
+    """The upstream jobs of `active` found in the upstream's job list (by upstream id), and the
+    pages read."""
+    wanted = {job.upstream_job_id for job in active}
+    oldest = min(job.created_at for job in active) - _SKEW_SECONDS
+    seen: dict[str, FineTuningJob] = {}
+    page = await client.fine_tuning.jobs.list(limit=_PAGE_SIZE)
+    calls = 1
+    for _ in range(_LIST_PAGES):
+        seen.update((u.id, u) for u in page.data if u.id in wanted)
+        if len(seen) == len(wanted) or not page.data or page.data[-1].created_at < oldest:
+            break
+        if not page.has_next_page():
+            break
+        page = await page.get_next_page()
+        calls += 1
+    return seen, calls
+
+
+class _Pass:
+    """One poll pass over a provider's active jobs: mirrors each, counts the upstream calls,
+    and keeps what the next pass needs."""
+
+    def __init__(
+        self,
+        w: WorkerContext,
+        client: AsyncOpenAI,
+        seen: dict[str, FineTuningJob],
+        events_read: dict[str, float],
+        *,
+        calls: int,
+    ) -> None:
+        self.w, self.client, self.seen, self.events_read = w, client, seen, events_read
+        self.calls = calls
+        self.limit = asyncio.Semaphore(max(1, w.poll_concurrency))
+        self.now = time.time()
+        self.finishes: list[float] = []
+        self.read: dict[str, float] = {}
+        self.ended: list[str] = []
+
+    async def one(self, job: Job) -> None:
+        """Mirror `job` from its upstream job (read on its own when the list had not it)."""
+        assert job.upstream_job_id is not None
+        upstream = self.seen.get(job.upstream_job_id)
+        async with self.limit:
+            try:
+                if upstream is None:
+                    upstream = await self.client.fine_tuning.jobs.retrieve(job.upstream_job_id)
+                    self.calls += 1
+                job = await self._mirror(job, upstream)
+            except Exception as exc:
+                failure = classify(exc)
+                if failure is None:
+                    raise
+                log.warning("job.poll_failed", job=job.id, code=failure.code, status=failure.status)
+                return
+            await notice_if_stuck(self.w, job)
+        expected = upstream.estimated_finish
+        if not job.terminal and expected is not None and expected + _FINISH_MARGIN > self.now:
+            self.finishes.append(expected + _FINISH_MARGIN)
+
+    async def _mirror(self, job: Job, upstream: FineTuningJob) -> Job:
+        ends = _ends(job, upstream)
+        details = ends or (
+            upstream.status == "running"
+            and _events_due(self.w, self.events_read.get(job.id), self.now)
+        )
+        results = ends and upstream.status == "succeeded" and bool(upstream.result_files)
+        self.calls += int(details) + int(ends) + int(results)
+        job = await mirror(self.w, job, upstream, details=details)
+        if job.terminal:
+            self.ended.append(job.id)
+        elif details:
+            self.read[job.id] = self.now
+        return job
+
+    async def save(self, provider: str) -> None:
+        """Keep when events were read, and the earliest finish expected, for the next pass."""
+        if self.read or self.ended:
+            async with self.w.redis.pipeline(transaction=False) as pipe:
+                if self.read:
+                    pipe.zadd(events_read_key(provider), self.read)
+                if self.ended:
+                    pipe.zrem(events_read_key(provider), *self.ended)
+                await pipe.execute()
+        if self.finishes:
+            self.w.polling.next_finish[provider] = min(self.finishes)
+
+
+def _events_due(w: WorkerContext, last_read: float | None, now: float) -> bool:
+    """A running job's events are read again once a poll interval (less its jitter) has passed
+    since the last time: at every pass of the usual rhythm, not at the extra ones."""
+    every = w.settings.poll_interval * (1 - w.poll_jitter)
+    return last_read is None or now - last_read >= every
+
+
+def next_pass_in(w: WorkerContext, provider: str) -> float:
+    """Seconds until the provider's next poll pass: the poll interval (with jitter), or sooner
+    when the upstream expects a job to finish before that, so its end is seen when it comes."""
+    delay = w.poll_delay()
+    expected = w.polling.next_finish.get(provider)
+    if expected is not None:
+        floor = min(MIN_POLL_SECONDS, w.settings.poll_interval)
+        delay = min(delay, max(floor, expected - time.time()))
+    return delay
 
 
 async def notice_if_stuck(w: WorkerContext, job: Job) -> None:

@@ -1,22 +1,24 @@
 """The arq worker: its settings, its start-up and shutdown, and every background function.
 
-Each function is a thin shell: it takes the ids arq hands it, calls the core in `workers.upload`
-or `workers.fine_tuning`, and turns upstream failures into explicit, bounded retries.
+It runs exactly the tasks of its queue in the registry (`service.tasks`), each by one function
+below (`FUNCTIONS`). Each function is a thin shell: it takes the ids arq hands it, calls the core
+in `workers.upload`, `workers.fine_tuning`, `workers.relay`, … and turns failures into explicit,
+bounded retries.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 import structlog
 from arq import Retry
-from arq.worker import func
+from arq.cron import CronJob
+from arq.worker import Function
 
+from service import faults, tasks
 from service.jobs.quotas import tenant_unfinished_key
 from service.jobs.records import UNFINISHED_KEY, JobError, active_key
 from service.jobs.transitions import InvalidTransition, jobs, record, transition
@@ -25,35 +27,29 @@ from service.models import ModelTable
 from service.providers import Providers, UpstreamFailure, classify
 from service.queue import QUEUE_NAME, Queue, deserialize_job, redis_settings, serialize_job
 from service.settings import Settings
-from workers import fine_tuning, upload
-from workers.context import WorkerContext
-from workers.evaluations import evaluation_functions
+from service.tasks import CONTROL_QUEUE, Task
+from service.webhooks.addresses import DEFAULT_RESOLVE_TIMEOUT
+from workers import evaluations, fine_tuning, relay, upload, webhooks
+from workers.context import CTX_KEY, Core, JobContext, WorkerContext, arq_cron, arq_function
 from workers.supervisor import supervise
-from workers.webhooks import start_webhooks, stop_webhooks, webhook_functions
 
 log = structlog.get_logger("burro.worker")
 
-# Seconds. arq keeps a dead worker's job locked for its timeout + 10 s: short timeouts make a
-# crashed worker's job run again soon (the cores are safe to repeat).
-UPLOAD_TIMEOUT = 120
-CREATE_TIMEOUT = 60
-POLL_TIMEOUT = 60
-REFRESH_TIMEOUT = 60
-CANCEL_TIMEOUT = 60
+# Work that waits on webhook receivers may take the webhook timeout, plus this to resolve the
+# receiver's host and write to Redis a few times.
+WEBHOOK_MARGIN = DEFAULT_RESOLVE_TIMEOUT + 10.0
+# An outbox entry stays claimed this much longer than its relay may run.
+EFFECTS_LEASE_MARGIN = 5.0
 
-Core = Callable[[WorkerContext, str], Awaitable[None]]
-
-
-def _burro(ctx: dict[str, Any]) -> WorkerContext:
-    w: WorkerContext = ctx["burro"]
-    return w
+# One step of a job, by the job's id (workers.upload, workers.fine_tuning).
+StepCore = Callable[[WorkerContext, str], Awaitable[None]]
 
 
-async def _with_retries(ctx: dict[str, Any], job_id: str, core: Core, step: str) -> None:
+async def _with_retries(ctx: JobContext, job_id: str, core: StepCore, step: str) -> None:
     """Run `core`; a transient failure is retried (backoff with jitter) up to `max_tries` runs,
     a permanent one (or the last try) fails the Burro job with the upstream's code and words."""
-    w = _burro(ctx)
-    attempt = int(ctx.get("job_try", 1))
+    w = ctx.worker
+    attempt = ctx.job_try
     try:
         await core(w, job_id)
         return
@@ -101,18 +97,18 @@ async def _with_retries(ctx: dict[str, Any], job_id: str, core: Core, step: str)
         )
 
 
-async def upload_job_files(ctx: dict[str, Any], job_id: str) -> None:
+async def upload_job_files(ctx: JobContext, job_id: str) -> None:
     await _with_retries(ctx, job_id, upload.upload_job_files, "upload")
 
 
-async def create_upstream_job(ctx: dict[str, Any], job_id: str) -> None:
+async def create_upstream_job(ctx: JobContext, job_id: str) -> None:
     await _with_retries(ctx, job_id, fine_tuning.create_upstream_job, "create")
 
 
-async def refresh_job(ctx: dict[str, Any], job_id: str) -> None:
+async def refresh_job(ctx: JobContext, job_id: str) -> None:
     """Upstream said something changed: mirror now (a failure waits for the next poll)."""
     try:
-        await fine_tuning.refresh_job(_burro(ctx), job_id)
+        await fine_tuning.refresh_job(ctx.worker, job_id)
     except Exception as exc:
         failure = classify(exc)
         if failure is None:
@@ -120,10 +116,10 @@ async def refresh_job(ctx: dict[str, Any], job_id: str) -> None:
         log.warning("job.refresh_failed", job=job_id, code=failure.code, status=failure.status)
 
 
-async def cancel_job(ctx: dict[str, Any], job_id: str) -> None:
+async def cancel_job(ctx: JobContext, job_id: str) -> None:
     """Cancel upstream: retried while the upstream is unavailable; a refusal (the upstream job
     ended meanwhile) just mirrors the job."""
-    w = _burro(ctx)
+    w = ctx.worker
     try:
         await fine_tuning.cancel_upstream_job(w, job_id)
     except upload.Busy as exc:
@@ -132,16 +128,17 @@ async def cancel_job(ctx: dict[str, Any], job_id: str) -> None:
         failure = classify(exc)
         if failure is None:
             raise
-        if failure.transient and int(ctx.get("job_try", 1)) < w.max_tries:
-            raise Retry(defer=w.backoff(int(ctx.get("job_try", 1)))) from None
+        if failure.transient and ctx.job_try < w.max_tries:
+            raise Retry(defer=w.backoff(ctx.job_try)) from None
         log.warning("job.cancel_refused", job=job_id, code=failure.code)
         await fine_tuning.refresh_job(w, job_id)
 
 
-async def poll_provider(ctx: dict[str, Any], provider: str) -> None:
+async def poll_provider(ctx: JobContext, provider: str) -> None:
     """Mirror every active job of `provider`, then run again after the poll interval (with
-    jitter). The loop never sleeps: it is rescheduled under the same fixed job id."""
-    w = _burro(ctx)
+    jitter), or when the upstream expects a job to finish if that is sooner. The loop never
+    sleeps: it is rescheduled under the same fixed job id."""
+    w = ctx.worker
     try:
         await fine_tuning.poll_provider(w, provider)
     except Exception as exc:
@@ -150,7 +147,7 @@ async def poll_provider(ctx: dict[str, Any], provider: str) -> None:
             log.exception("job.poll_error", provider=provider)
         else:
             log.warning("job.poll_failed", provider=provider, code=failure.code)
-    raise Retry(defer=w.poll_delay())
+    raise Retry(defer=fine_tuning.next_pass_in(w, provider))
 
 
 async def resume_unfinished(w: WorkerContext) -> None:
@@ -162,7 +159,7 @@ async def resume_unfinished(w: WorkerContext) -> None:
         if job is None or job.terminal:
             await w.redis.srem(UNFINISHED_KEY, job_id)  # type: ignore[misc]
         elif job.upstream_job_id is None:
-            await w.queue.enqueue("upload_job_files", job_id, job_id=f"upload:{job_id}")
+            await w.queue.enqueue(tasks.UPLOAD_JOB_FILES, job_id)
         else:
             await w.redis.zadd(active_key(job.provider), {job_id: job.created_at})
             providers.add(job.provider)
@@ -175,31 +172,65 @@ async def resume_unfinished(w: WorkerContext) -> None:
         log.info("worker.resumed", jobs=len(ids), providers=sorted(providers))
 
 
+# What the control worker runs: every task of its queue, each by its function.
+FUNCTIONS: dict[Task, Core] = {
+    tasks.UPLOAD_JOB_FILES: upload_job_files,
+    tasks.CREATE_UPSTREAM_JOB: create_upstream_job,
+    tasks.REFRESH_JOB: refresh_job,
+    tasks.CANCEL_JOB: cancel_job,
+    tasks.POLL_PROVIDER: poll_provider,
+    tasks.RELAY_EFFECTS: relay.relay_effects,
+    tasks.SWEEP_EFFECTS: relay.sweep_effects,
+    tasks.DELIVER_WEBHOOK: webhooks.deliver_webhook,
+    tasks.RUN_EVALUATION: evaluations.run_evaluation,
+    tasks.START_PROMOTION: evaluations.start_promotion,
+}
+
+
+def functions(
+    settings: Settings, *, max_tries: int, function_timeout: float | None = None
+) -> list[Function | CronJob]:
+    """arq's functions (and cron jobs) for the control queue: exactly its tasks in the registry.
+
+    A task that bounds its own retries (max_tries None) may run 4 * `max_tries` + 1 times: a
+    busy lock is waited on up to four times as often as a failure is retried.
+    """
+    unserved = {t.name for t in tasks.on_queue(CONTROL_QUEUE)} ^ {t.name for t in FUNCTIONS}
+    if unserved:
+        raise RuntimeError(f"the control worker's functions and queue differ: {sorted(unserved)}")
+    registered: list[Function | CronJob] = []
+    for task, core in FUNCTIONS.items():
+        timeout = task.timeout
+        if function_timeout is not None:
+            timeout = function_timeout
+        elif timeout is None:
+            timeout = settings.webhook_timeout + WEBHOOK_MARGIN
+        if task.on_the_clock:
+            registered.append(arq_cron(task, core, timeout=timeout))
+        else:
+            tries = task.max_tries if task.max_tries is not None else 4 * max_tries + 1
+            registered.append(arq_function(task, core, timeout=timeout, max_tries=tries))
+    return registered
+
+
 def worker_settings(
     settings: Settings, *, function_timeout: float | None = None, **options: Any
 ) -> type:
     """arq's WorkerSettings class for `settings`; `options` override WorkerContext's knobs
-    (upload_threshold, upload_part_bytes, max_tries, retry_base, retry_cap, poll_jitter).
+    (upload_threshold, upload_part_bytes, max_tries, retry_base, retry_cap, poll_jitter,
+    poll_concurrency, evaluation_concurrency, evaluation_budget, evaluation_retry).
 
     `function_timeout` replaces every function's timeout (crash tests use a few seconds, so a
     killed worker's jobs run again soon); the locks scale with it.
     """
     if settings.redis_url is None:
         raise RuntimeError("REDIS_URL is not set")
-    timeouts: dict[str, float] = {
-        "upload": UPLOAD_TIMEOUT,
-        "create": CREATE_TIMEOUT,
-        "poll": POLL_TIMEOUT,
-        "refresh": REFRESH_TIMEOUT,
-        "cancel": CANCEL_TIMEOUT,
-    }
     if function_timeout is not None:
-        timeouts = dict.fromkeys(timeouts, function_timeout)
         options.setdefault("create_lock_ms", int(function_timeout * 1500))
         options.setdefault("upload_lock_ms", int(function_timeout * 1500))
 
     async def startup(ctx: dict[str, Any]) -> None:
-        """Long-lived clients, made once per worker process."""
+        """Long-lived clients, made once per worker process; then what a dead worker left."""
         w = WorkerContext(
             settings=settings,
             queue=Queue(ctx["redis"]),
@@ -207,35 +238,29 @@ def worker_settings(
             models=ModelTable.load(settings.models_file),
             **options,
         )
-        ctx["burro"] = w
-        await start_webhooks(ctx, settings)
+        ctx[CTX_KEY] = w
+        faults.arm(settings.fault_points)
+        await relay.resume(w)
         await resume_unfinished(w)
         log.info("worker.started", providers=[p.name for p in settings.providers])
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         """Close what startup made (arq closes its own Redis pool)."""
-        w = ctx.get("burro")
+        w = ctx.get(CTX_KEY)
         if isinstance(w, WorkerContext):
-            await w.providers.close()
-        await stop_webhooks(ctx)
+            await w.close()
 
-    max_tries = int(options.get("max_tries", WorkerContext.max_tries))
-
-    all_functions = [
-        func(upload_job_files, timeout=timeouts["upload"], max_tries=4 * max_tries + 1),
-        func(create_upstream_job, timeout=timeouts["create"], max_tries=4 * max_tries + 1),
-        func(refresh_job, timeout=timeouts["refresh"], max_tries=3),
-        func(cancel_job, timeout=timeouts["cancel"], max_tries=max_tries + 1),
-        func(poll_provider, timeout=timeouts["poll"], max_tries=sys.maxsize),
-        *webhook_functions(settings),
-        *evaluation_functions(),
-    ]
-    if function_timeout is not None:
-        # arq locks a dead worker's job for the longest timeout of all: shorten them all.
-        all_functions = [dataclasses.replace(f, timeout_s=function_timeout) for f in all_functions]
+    all_functions = functions(
+        settings,
+        max_tries=int(options.get("max_tries", WorkerContext.max_tries)),
+        function_timeout=function_timeout,
+    )
+    relay_timeout = next(f.timeout_s for f in all_functions if f.name == tasks.RELAY_EFFECTS.name)
+    options.setdefault("effects_lease", (relay_timeout or 0) + EFFECTS_LEASE_MARGIN)
 
     class WorkerSettings:
-        functions: ClassVar[list[Any]] = all_functions
+        functions: ClassVar[list[Function]] = [f for f in all_functions if isinstance(f, Function)]
+        cron_jobs: ClassVar[list[CronJob]] = [f for f in all_functions if isinstance(f, CronJob)]
         queue_name = QUEUE_NAME
         redis_settings = redis_settings(settings.redis_url)  # type: ignore[arg-type]
         on_startup = startup
@@ -244,7 +269,9 @@ def worker_settings(
         job_deserializer = deserialize_job
         # Fixed job ids (upload:…, poll:…) must be free again as soon as the job ends.
         keep_result = 0
-        job_timeout = max(timeouts.values())
+        # arq locks a dead worker's job for the longest timeout of all, whatever the job: the
+        # functions keep theirs short (an evaluation hands over to a continuation instead).
+        job_timeout = max(f.timeout_s or 0 for f in all_functions)
         # Jobs wait on the network, not the CPU. A webhook attempt to a hanging receiver holds
         # its slot for up to BURRO_WEBHOOK_TIMEOUT: many slots keep such receivers from
         # delaying everybody else's deliveries (arq's default is 10).

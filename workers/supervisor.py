@@ -21,6 +21,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from service.retries import backoff
+
 log = structlog.get_logger("burro.worker")
 
 # What a lost Redis looks like from arq's loop (refused, reset, timed out, still loading the AOF).
@@ -39,8 +41,7 @@ class Backoff:
 
     def delay(self, failures: int, rand: random.Random | None = None) -> float:
         """The wait before restart number `failures` (1 for the first restart)."""
-        ceiling = min(self.cap, self.base * 2 ** max(failures - 1, 0))
-        return (rand or random).uniform(ceiling / 2, ceiling)
+        return backoff(failures, base=self.base, cap=self.cap, rand=rand)
 
 
 @dataclass

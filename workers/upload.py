@@ -7,6 +7,7 @@ import structlog
 from openai import AsyncOpenAI
 from redis.asyncio import Redis
 
+from service import tasks
 from service.datasets.records import content_path
 from service.jobs.records import TERMINAL
 from service.jobs.transitions import InvalidTransition, jobs, redis_lock, transition, update
@@ -15,7 +16,6 @@ from workers.context import WorkerContext
 
 log = structlog.get_logger("burro.worker")
 
-CREATE_FUNCTION = "create_upstream_job"
 _UPLOAD_LOCK_WAIT = 20.0
 
 
@@ -104,4 +104,4 @@ async def upload_job_files(w: WorkerContext, job_id: str) -> None:
         if job.validation_dataset is not None:
             validation = await ensure_uploaded(w, client, job.provider, job.validation_dataset)
         job = await update(w.queue, job_id, training_file=training, validation_file=validation)
-    await w.queue.enqueue(CREATE_FUNCTION, job_id, job_id=f"create:{job_id}")
+    await w.queue.enqueue(tasks.CREATE_UPSTREAM_JOB, job_id)

@@ -351,6 +351,8 @@ class _PreferenceExample(msgspec.Struct, forbid_unknown_fields=True, omit_defaul
 _CHAT_DECODER = msgspec.json.Decoder(_ChatExample)
 _PREFERENCE_DECODER = msgspec.json.Decoder(_PreferenceExample)
 _ANY_DECODER = msgspec.json.Decoder()
+# What `_parse_any` answers for a line that is not JSON: never None, which is JSON's null.
+_NOT_JSON = object()
 _ENCODER = msgspec.json.Encoder()
 
 _Problem: TypeAlias = tuple[str, str]  # (code, message)
@@ -880,7 +882,7 @@ class DatasetCheck:
             return
         if self._kind is None:
             obj = self._parse_any(line)
-            if obj is None:
+            if obj is _NOT_JSON:
                 return
             if not isinstance(obj, dict):
                 self._error("data_type", f"the line is {_json_type(obj)}, expected an object")
@@ -913,7 +915,7 @@ class DatasetCheck:
             )
 
     def _parse_any(self, line: bytes) -> Any:
-        """The line as plain JSON, or None after reporting why it is not JSON."""
+        """The line as plain JSON, or `_NOT_JSON` after reporting why it is not JSON."""
         try:
             return _ANY_DECODER.decode(line)
         except UnicodeDecodeError as e:
@@ -925,11 +927,11 @@ class DatasetCheck:
                 self._error("invalid_utf8", f"the line is not valid UTF-8 (byte {u.start + 1})")
             else:
                 self._error("invalid_json", f"the line is not valid JSON: {e}")
-        return None
+        return _NOT_JSON
 
     def _slow(self, line: bytes) -> None:
         obj = self._parse_any(line)
-        if obj is None:
+        if obj is _NOT_JSON:
             return
         diagnose = _diagnose_chat if self._kind == "chat" else _diagnose_preference
         self._error(*diagnose(obj))

@@ -3,8 +3,8 @@
 as the baseline (or the job's `min_similarity`); the alias history says why it moved or not.
 
 `check` runs when the job is created (422 naming the field), `start` when it has succeeded
-(a worker creates and enqueues the evaluation), `decide` when the evaluation ends (the runner
-calls it before announcing the result). Each is safe to repeat.
+and `decide` when the evaluation has ended: both are effects of those changes, carried out by
+the worker's relay (`service.effects`) before the change is announced. Each is safe to repeat.
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ from __future__ import annotations
 import structlog
 from redis.asyncio import Redis
 
-from service.aliases import move_alias, note_not_moved
+from service import tasks
 from service.datasets.records import Dataset, users_key
 from service.errors import BurroError, Unprocessable
 from service.evaluations import runner
 from service.evaluations.records import Evaluation, EvaluationCreate
+from service.inference.aliases import move_alias, note_not_moved
 from service.jobs.records import Job, Promotion, PromotionIn
 from service.jobs.transitions import InvalidTransition, jobs, record, update_promotion
 from service.models import ModelTable
@@ -119,7 +120,7 @@ async def start(
         )
     # The evaluation holds the test set from here on.
     await redis.srem(users_key(gate.evaluation_dataset), job.id)  # type: ignore[misc]
-    await queue.enqueue(runner.RUN_FUNCTION, evaluation.id, job_id=runner.run_job_id(evaluation.id))
+    await queue.enqueue(tasks.RUN_EVALUATION, evaluation.id)
     log.info("promotion.evaluating", job=job.id, evaluation=evaluation.id)
     return evaluation.id
 

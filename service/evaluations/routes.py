@@ -10,16 +10,10 @@ from litestar import Router, get, post
 from litestar.di import Provide
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
+from service import tasks
 from service.context import Tenant, UsesResources, provide_tenant
 from service.evaluations.records import EvaluationCreate, EvaluationList, EvaluationOut
-from service.evaluations.runner import (
-    RUN_FUNCTION,
-    create_evaluation,
-    evaluations,
-    load_rows,
-    rows_done,
-    run_job_id,
-)
+from service.evaluations.runner import create_evaluation, evaluations, load_rows, rows_done
 
 log = structlog.get_logger("burro.evaluations")
 
@@ -40,7 +34,7 @@ async def create(
         request_id=request_id,
     )
     # The record first, then the work.
-    await resources.queue.enqueue(RUN_FUNCTION, evaluation.id, job_id=run_job_id(evaluation.id))
+    await resources.queue.enqueue(tasks.RUN_EVALUATION, evaluation.id)
     return EvaluationOut.of(evaluation, done=0)
 
 

@@ -3,16 +3,16 @@
 each answer scored against the reference, and the summary says who wins how often.
 
 Both functions take what they need (Redis, the queue, a client per provider, the model table)
-and nothing of arq's, so the API, the worker, and a promotion gate can all call them.
+and nothing of arq's, so the API, the worker, and a promotion gate can all call them. An
+evaluation's end is written with its effects (`service.effects`): the promotion it may decide,
+then its `evaluation.completed` (or `.failed`) webhook.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +22,11 @@ import structlog
 from openai import AsyncOpenAI
 from redis.asyncio import Redis
 
+from service import effects, tasks
 from service.datasets.records import Dataset, content_path, users_key
+from service.effects import DecidePromotion, Effect, PublishWebhook
 from service.errors import NotFound, Unprocessable
-from service.evaluations import promotion, scoring
+from service.evaluations import scoring
 from service.evaluations.examples import Example, read_examples
 from service.evaluations.records import (
     EVALUATIONS,
@@ -42,14 +44,13 @@ from service.jobs.records import JOBS, Job
 from service.models import ModelInfo, ModelTable
 from service.providers import classify
 from service.queue import Queue
+from service.retries import RetryPolicy
 from service.settings import Settings
 from service.store import Collection, now
-from service.webhooks.outbox import publish
 
 __all__ = [
     "COMPLETED_EVENT",
     "FAILED_EVENT",
-    "RUN_FUNCTION",
     "ClientFor",
     "JobNotSucceeded",
     "RetryPolicy",
@@ -59,13 +60,11 @@ __all__ = [
     "resolve_baseline",
     "rows_done",
     "run_evaluation",
-    "run_job_id",
     "test_examples",
 ]
 
 log = structlog.get_logger("burro.evaluations")
 
-RUN_FUNCTION = "run_evaluation"
 COMPLETED_EVENT = "evaluation.completed"
 FAILED_EVENT = "evaluation.failed"
 # How many chat requests one evaluation has in flight at once, over both models.
@@ -90,20 +89,6 @@ class UnknownBaseline(Unprocessable):
     code = "unknown_baseline_model"
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Explicit, bounded retries of one chat request: at most `max_tries` tries, the delay
-    before try n+1 `base * 2^(n-1)` seconds, capped, with ±50 % jitter."""
-
-    max_tries: int = 4
-    base: float = 0.5
-    cap: float = 20.0
-
-    def delay(self, attempt: int) -> float:
-        delay = min(self.cap, self.base * 2.0 ** max(0, attempt - 1))
-        return float(delay * random.uniform(0.5, 1.5))
-
-
 def evaluations(redis: Redis) -> Collection[Evaluation]:
     return Collection(redis, EVALUATIONS, Evaluation)
 
@@ -121,7 +106,8 @@ async def create_evaluation(
     request_id: str | None = None,
     evaluation_id: str | None = None,
 ) -> Evaluation:
-    """Check a request and store its evaluation, `queued`; the caller enqueues `RUN_FUNCTION`.
+    """Check a request and store its evaluation, `queued`; the caller enqueues its run
+    (`tasks.RUN_EVALUATION`).
 
     404 for an unknown (or another tenant's) job or dataset; 422 for a job that has not
     succeeded, a dataset with no example to evaluate, or a baseline nobody can answer as.
@@ -222,11 +208,6 @@ async def resolve_baseline(
         return name, None, None
 
 
-def run_job_id(evaluation_id: str) -> str:
-    """The fixed queue id of an evaluation's run: enqueued twice, it runs once at a time."""
-    return f"evaluation:{evaluation_id}"
-
-
 # --- Rows ------------------------------------------------------------------------------------
 
 
@@ -273,9 +254,7 @@ async def run_evaluation(
         log.warning("evaluation.missing", evaluation=evaluation_id)
         return None
     if evaluation.terminal:
-        # A run that died between saving the end and deciding a promotion decides it now.
-        await promotion.decide(redis, queue, evaluation)
-        return evaluation
+        return evaluation  # what follows its end is in the outbox
     if evaluation.status == "queued":
         stamp = now()
         evaluation = msgspec.structs.replace(
@@ -341,7 +320,9 @@ async def run_evaluation(
                 error=("no_progress", f"No example was answered in {budget_seconds} s."),
             )
         await queue.enqueue(
-            RUN_FUNCTION, evaluation.id, job_id=f"evaluation:{evaluation.id}:after-{scored}"
+            tasks.RUN_EVALUATION,
+            evaluation.id,
+            job_id=tasks.evaluation_continuation_id(evaluation.id, scored),
         )
         log.info("evaluation.continued", evaluation=evaluation.id, rows_done=scored)
         return evaluation
@@ -427,7 +408,9 @@ async def _finish(
     *,
     error: tuple[str, str] | None = None,
 ) -> Evaluation:
-    """Summarise, mark the evaluation ended, free its dataset, and announce it by webhook."""
+    """Summarise, then in one transaction mark the evaluation ended, free its dataset, and
+    write what follows (a promotion it gates decided, its webhook), which the relay carries out.
+    """
     rows = await load_rows(redis, evaluation.id)
     summary = scoring.summarize(
         rows, model=evaluation.model, baseline_model=evaluation.baseline_model
@@ -445,8 +428,15 @@ async def _finish(
         updated_at=stamp,
         finished_at=stamp,
     )
-    await evaluations(redis).save(evaluation)
-    await redis.srem(users_key(evaluation.dataset), evaluation.id)  # type: ignore[misc]
+    followed = await _effects_of(redis, evaluation, len(rows))
+    entry = effects.new_entry(evaluation.id, _event_type(evaluation), followed)
+    collection = evaluations(redis)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.set(collection.key(evaluation.id), collection.encode(evaluation))
+        pipe.zadd(collection.index_key(evaluation.tenant), {evaluation.id: evaluation.created_at})
+        pipe.srem(users_key(evaluation.dataset), evaluation.id)
+        effects.stage(pipe, entry)
+        await pipe.execute()
     log.info(
         "evaluation.finished",
         evaluation=evaluation.id,
@@ -454,26 +444,32 @@ async def _finish(
         winner=summary.winner,
         wins=summary.wins,
     )
-    # A gated promotion moves its alias (or says why not) before anyone hears of the result.
-    await promotion.decide(redis, queue, evaluation)
-    await _announce(redis, queue, evaluation, len(rows))
+    await effects.trigger(queue)
     return evaluation
 
 
-async def _announce(redis: Redis, queue: Queue, evaluation: Evaluation, done: int) -> None:
-    """`evaluation.completed` (or `.failed`) to the tenant's endpoints that subscribe, and to
-    the job's own webhook. The body carries the evaluation and its summary, not its rows."""
+async def _effects_of(redis: Redis, evaluation: Evaluation, done: int) -> list[Effect]:
+    """What follows an evaluation's end: a job's promotion gate that waits on it is decided
+    (its alias moves, or its history says why not) before anyone hears of the result; then
+    `evaluation.completed` (or `.failed`) goes to the tenant's endpoints that subscribe and to
+    the job's own webhook, with the evaluation and its summary, not its rows."""
     job = await Collection(redis, JOBS, Job).get(evaluation.job)
-    job_webhook = None
-    if job is not None and job.webhook_url is not None and job.webhook_secret is not None:
-        job_webhook = (job.webhook_url, job.webhook_secret)
-    await publish(
-        redis,
-        queue,
-        tenant=evaluation.tenant,
-        event_type=COMPLETED_EVENT if evaluation.status == "completed" else FAILED_EVENT,
-        # The evaluation is the subject: one message per evaluation and destination.
-        job_id=evaluation.id,
-        data=msgspec.to_builtins(EvaluationOut.of(evaluation, done=done)),
-        job_webhook=job_webhook,
+    followed: list[Effect] = []
+    if job is not None and job.promotion is not None and job.promotion.status == "evaluating":
+        followed.append(DecidePromotion(evaluation_id=evaluation.id))
+    followed.append(
+        PublishWebhook(
+            tenant=evaluation.tenant,
+            # The evaluation is the subject: one message per evaluation and destination.
+            subject=evaluation.id,
+            event_type=_event_type(evaluation),
+            data=msgspec.json.encode(EvaluationOut.of(evaluation, done=done)),
+            webhook_url=job.webhook_url if job is not None else None,
+            webhook_secret=job.webhook_secret if job is not None else None,
+        )
     )
+    return followed
+
+
+def _event_type(evaluation: Evaluation) -> str:
+    return COMPLETED_EVENT if evaluation.status == "completed" else FAILED_EVENT

@@ -11,8 +11,11 @@ so `resolve` costs a single round trip (HMGET), whatever kind of name the caller
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import msgspec
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from service.errors import NotFound
 from service.settings import Settings
@@ -26,6 +29,7 @@ __all__ = [
     "register_model",
     "registered",
     "resolve",
+    "stage_registration",
 ]
 
 
@@ -55,6 +59,15 @@ _ENCODE = msgspec.msgpack.Encoder()
 _DECODE = msgspec.msgpack.Decoder(Target)
 
 
+class Limiter(Protocol):
+    """A rate limiter that books a request and reads a hash in one round trip
+    (`service.limits.RateLimiter`: the chat path's; the worker, which never limits, needs none)."""
+
+    async def check_and_read(
+        self, tenant: str, key: str, fields: list[str]
+    ) -> list[bytes | None]: ...
+
+
 def catalog_key(tenant: str) -> str:
     return f"{PREFIX}:catalog:{tenant}"
 
@@ -67,20 +80,32 @@ def decode_target(raw: bytes) -> Target:
     return _DECODE.decode(raw)
 
 
-async def register_model(
-    redis: Redis, *, tenant: str, job_id: str, model: str, provider: str, base_model: str
+def stage_registration(
+    pipe: Pipeline, *, tenant: str, job_id: str, model: str, provider: str, base_model: str
 ) -> None:
-    """Make a succeeded job's model servable to `tenant`, by job id and by model name.
-
-    Idempotent: the first registration wins (a repeated success keeps its `created` time).
-    """
+    """Add to `pipe` (a transaction) what makes a succeeded job's model servable to `tenant`, by
+    job id and by model name. The first registration wins (a repeat keeps its `created` time)."""
     entry = encode_target(
         Target(model=model, provider=provider, job_id=job_id, base_model=base_model, created=now())
     )
     key = catalog_key(tenant)
+    pipe.hsetnx(key, f"j:{job_id}", entry)  # type: ignore[arg-type]
+    pipe.hsetnx(key, f"m:{model}", entry)  # type: ignore[arg-type]
+
+
+async def register_model(
+    redis: Redis, *, tenant: str, job_id: str, model: str, provider: str, base_model: str
+) -> None:
+    """Make a succeeded job's model servable to `tenant` (`stage_registration`, on its own)."""
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.hsetnx(key, f"j:{job_id}", entry)  # type: ignore[arg-type]
-        pipe.hsetnx(key, f"m:{model}", entry)  # type: ignore[arg-type]
+        stage_registration(
+            pipe,
+            tenant=tenant,
+            job_id=job_id,
+            model=model,
+            provider=provider,
+            base_model=base_model,
+        )
         await pipe.execute()
 
 
@@ -90,15 +115,27 @@ async def registered(redis: Redis, tenant: str, job_id: str) -> Target | None:
     return None if raw is None else decode_target(raw)
 
 
-async def resolve(redis: Redis, settings: Settings, tenant: str, name: str) -> Target:
+async def resolve(
+    redis: Redis,
+    settings: Settings,
+    tenant: str,
+    name: str,
+    *,
+    limiter: Limiter | None = None,
+) -> Target:
     """Where `name` goes for `tenant`: one of its fine-tuned models, job ids or aliases, else a
     base model that `settings.allowed_base_models` lists (on the default provider).
 
     Raises ModelNotFound otherwise; another tenant's names are simply not in this tenant's
-    catalog, so they are not found either.
+    catalog, so they are not found either. With `limiter`, the request is booked against the
+    tenant's rate limit (RateLimited when over) in the same round trip.
     """
     fields = [f"m:{name}", f"j:{name}", f"a:{name}"]
-    for raw in await redis.hmget(catalog_key(tenant), fields):  # type: ignore[misc]
+    if limiter is not None:
+        found = await limiter.check_and_read(tenant, catalog_key(tenant), fields)
+    else:
+        found = await redis.hmget(catalog_key(tenant), fields)  # type: ignore[misc]
+    for raw in found:
         if raw is not None:
             return decode_target(raw)
     if name in settings.allowed_base_models:

@@ -1,9 +1,10 @@
 """`/v1/chat/completions`, `/v1/models` and `/v1/usage`: the OpenAI-compatible front door.
 
-The chat route is the hot path. Its Litestar handler only hands back a plain ASGI callable
-(`chat_completions_app`), so no dependency injection, body parsing or response machinery runs
-per request, while the route stays in the OpenAPI document. Errors raised before the answer
-starts still go through the app's one error mapping, in OpenAI's shape for these paths.
+The chat route is the hot path: a plain ASGI callable (`chat_completions_app`) that the app
+calls before routing (`service.app.BurroApp`), so no routing, dependency injection, body
+parsing or response machinery runs per request; its Litestar route (which hands back the same
+callable) keeps it in the OpenAPI document. Errors raised before the answer starts still go
+through the app's one error mapping, in OpenAI's shape for these paths.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from service.context import (
     Resources,
     Tenant,
     UsesResources,
-    authenticate,
+    identify,
     provide_tenant,
     today,
 )
@@ -33,7 +34,9 @@ from service.inference.catalog import ModelNotFound, entries, resolve
 from service.inference.missing_models import explain_missing_model
 from service.inference.proxy import read_head, relay, rewrite
 from service.inference.usage import UsageReport, usage_report
+from service.problems import OpenAIErrorBody
 
+CHAT_PATH = "/v1/chat/completions"
 # Chat bodies carry images as base64 at most; anything larger is a mistake.
 MAX_CHAT_BODY_BYTES = 32 * 1024 * 1024
 
@@ -71,15 +74,18 @@ async def _explained(resources: Resources, tenant: str, name: str) -> ModelNotFo
 
 
 async def chat_completions_app(scope: Scope, receive: Receive, send: Send) -> None:
-    """Authenticate, resolve the model, rewrite it, and relay the upstream's answer."""
+    """Authenticate, book the request against the rate limit and resolve the model (one Redis
+    round trip), rewrite the model, and relay the upstream's answer."""
     started = time.perf_counter()
     resources: Resources = scope["litestar_app"].state.resources
     client = scope.get("client")
-    tenant = await authenticate(resources, _authorization(scope), client[0] if client else None)
+    tenant = await identify(resources, _authorization(scope), client[0] if client else None)
     body = await _read_body(scope, receive)
     head = read_head(body)
     try:
-        target = await resolve(resources.redis, resources.settings, tenant, head.model)
+        target = await resolve(
+            resources.redis, resources.settings, tenant, head.model, limiter=resources.limiter
+        )
     except ModelNotFound:
         raise await _explained(resources, tenant, head.model) from None
     endpoint = resources.upstream.endpoint(
@@ -129,19 +135,6 @@ class ChatOperation(Operation):
     def __post_init__(self) -> None:
         if self.request_body is None:
             self.request_body = _CHAT_BODY
-
-
-class OpenAIErrorDetail(msgspec.Struct, frozen=True, kw_only=True):
-    message: str
-    type: str
-    param: str | None
-    code: str | None
-
-
-class OpenAIErrorBody(msgspec.Struct, frozen=True, kw_only=True):
-    """Errors on the OpenAI-compatible paths, as OpenAI's clients parse them."""
-
-    error: OpenAIErrorDetail
 
 
 @post(
@@ -216,7 +209,10 @@ async def retrieve_model(
     return Model(id=model_id, object="model", created=target.created, owned_by=owner)
 
 
-@get("/usage", summary="Tokens in and out per model and day, with their cost")
+@get(
+    "/usage",
+    summary="Tokens in and out per model and day, with their cost; training spend per month",
+)
 async def get_usage(
     resources: UsesResources,
     tenant: Tenant,

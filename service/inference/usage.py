@@ -7,7 +7,8 @@ flushes them to Redis about once a second, and once more at shutdown, with HINCR
                                         base|{model}                       (its base model)
 
 `GET /v1/usage` reads those hashes back for a range of days and prices them with the model
-table's inference prices (a fine-tuned model costs what its base costs).
+table's inference prices (a fine-tuned model costs what its base costs), next to the training
+spend of the months the range covers (`service.jobs.quotas`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import structlog
 from redis.asyncio import Redis
 
 from service.errors import BadRequest
+from service.jobs.quotas import TrainingSpend, monthly_spend
 from service.models import ModelTable
 from service.store import PREFIX
 
@@ -132,7 +134,8 @@ class UsageRow(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class UsageReport(msgspec.Struct, frozen=True, kw_only=True):
-    """Usage per day and model, newest day first, with the total cost of the priced rows."""
+    """Inference usage per day and model, newest day first, with the total cost of the priced
+    rows; and training spend per calendar month (UTC) of the range, newest first."""
 
     object: Literal["list"]
     start: str
@@ -140,6 +143,9 @@ class UsageReport(msgspec.Struct, frozen=True, kw_only=True):
     data: list[UsageRow]
     has_more: bool
     total_cost_usd: float
+    training: list[TrainingSpend]
+    """Per month: `spend_usd`, what counts against the monthly budget; of it, `cost_usd` the
+    real cost of the jobs that succeeded and `estimated_usd` the estimates of the others."""
 
 
 def _price(
@@ -216,4 +222,15 @@ async def usage_report(
         data=rows,
         has_more=False,
         total_cost_usd=total,
+        training=await monthly_spend(redis, tenant, _months(first, last)),
     )
+
+
+def _months(first: datetime.date, last: datetime.date) -> list[str]:
+    """`YYYY-MM` of every month from `last`'s back to `first`'s."""
+    months = []
+    year, month = last.year, last.month
+    while (year, month) >= (first.year, first.month):
+        months.append(f"{year:04d}-{month:02d}")
+        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+    return months

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import msgspec
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from service.ids import new_id
 from service.store import PREFIX, now
@@ -86,7 +87,8 @@ def _data_key(job_id: str) -> str:
     return f"{PREFIX}:jobs:events-data:{job_id}"
 
 
-def _seq_key(job_id: str) -> str:
+def sequence_key(job_id: str) -> str:
+    """A counter that orders a job's events within one second (INCR it for `stage`)."""
     return f"{PREFIX}:jobs:events-seq:{job_id}"
 
 
@@ -111,21 +113,51 @@ def burro_event(
     )
 
 
+# KEYS: the job's event hash, its index, its sequence counter. ARGV[1]: events per second of
+# the score; then (id, created_at, encoded event) for each event. Stores those not stored yet,
+# each scored after the ones before it; returns their ids.
+_ADD_EVENTS = """
+local per = tonumber(ARGV[1])
+local added = {}
+for i = 2, #ARGV, 3 do
+  if redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 2]) == 1 then
+    local seq = redis.call('INCR', KEYS[3]) % per
+    redis.call('ZADD', KEYS[2], tonumber(ARGV[i + 1]) * per + seq, ARGV[i])
+    table.insert(added, ARGV[i])
+  end
+end
+return added
+"""
+
+
 async def add_events(redis: Redis, job_id: str, events: list[JobEvent]) -> list[JobEvent]:
-    """Store events (given oldest first); those already stored are skipped. Returns the new ones."""
-    added = []
+    """Store events (given oldest first), in one round trip; those already stored are skipped.
+    Returns the new ones."""
+    if not events:
+        return []
+    args: list[Any] = [_PER_SECOND]
     for event in events:
-        encoded = _event_encoder.encode(event)
-        if not await redis.hsetnx(_data_key(job_id), event.id, encoded):  # type: ignore[misc, arg-type]
-            continue
-        seq = int(await redis.incr(_seq_key(job_id))) % _PER_SECOND
-        await redis.zadd(_index_key(job_id), {event.id: event.created_at * _PER_SECOND + seq})
-        added.append(event)
-    return added
+        args += [event.id, event.created_at, _event_encoder.encode(event)]
+    keys = (_data_key(job_id), _index_key(job_id), sequence_key(job_id))
+    raw = await redis.eval(_ADD_EVENTS, 3, *keys, *args)  # type: ignore[misc]
+    added = {i.decode() if isinstance(i, bytes) else str(i) for i in raw}
+    return [e for e in events if e.id in added]
 
 
-async def has_event(redis: Redis, job_id: str, event_id: str) -> bool:
-    return bool(await redis.hexists(_data_key(job_id), event_id))  # type: ignore[misc]
+def stage(pipe: Pipeline, job_id: str, event: JobEvent, sequence: int) -> None:
+    """Add the storing of `event` to `pipe` (a transaction); `sequence` is a fresh value of the
+    job's `sequence_key`."""
+    pipe.hsetnx(_data_key(job_id), event.id, _event_encoder.encode(event))  # type: ignore[arg-type]
+    score = event.created_at * _PER_SECOND + sequence % _PER_SECOND
+    pipe.zadd(_index_key(job_id), {event.id: score})
+
+
+async def known_events(redis: Redis, job_id: str, event_ids: list[str]) -> list[bool]:
+    """Which of `event_ids` are stored already, in one round trip."""
+    if not event_ids:
+        return []
+    found = await redis.hmget(_data_key(job_id), event_ids)  # type: ignore[misc]
+    return [value is not None for value in found]
 
 
 async def list_events(
@@ -199,7 +231,7 @@ async def delete_all(redis: Redis, job_id: str) -> None:
     await redis.delete(
         _index_key(job_id),
         _data_key(job_id),
-        _seq_key(job_id),
+        sequence_key(job_id),
         _checkpoints_key(job_id),
         _metrics_key(job_id),
     )

@@ -4,18 +4,23 @@ Both are checked and reserved in one Lua script, so concurrent creates cannot bo
 slot or the last dollars. The reservation is made before the job is stored and released if
 storing fails; Idempotency-Key replays answer before it, so they never count twice.
 
-Spend is the sum of the estimates (`estimated_cost_usd`) of the jobs created in the calendar
-month (UTC), kept in one counter per tenant and month. A job that ends `cancelled` or `failed`
-before any upstream job existed gives its estimate back: nothing was trained, nothing billed. A
-job that reached the upstream keeps it, since the upstream bills what it trained. A job without
-an estimate (a model missing from the dataset's estimates) counts as 0.
+Spend is kept per tenant and calendar month (UTC) of the jobs' creation: each job counts its
+estimate (`estimated_cost_usd`) while it runs. When it ends, a job that succeeded counts its real
+cost (`cost_usd`) instead; one that ends `cancelled` or `failed` before any upstream job existed
+gives its estimate back (nothing was trained, nothing billed); one that reached the upstream and
+did not succeed keeps its estimate, since the upstream bills what it trained. A job without an
+estimate (a model missing from the dataset's estimates) counts as 0 until it has a cost. Beside
+that total (`spend_key`, what the budget is checked against), the month keeps the real costs of
+its finished jobs alone (`cost_key`); `GET /v1/usage` shows both.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
+import msgspec
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from service.errors import Unprocessable
 from service.jobs.records import Job
@@ -43,10 +48,20 @@ def tenant_unfinished_key(tenant: str) -> str:
     return f"{PREFIX}:jobs:unfinished:{tenant}"
 
 
-def spend_key(tenant: str, created_at: int) -> str:
-    """The tenant's estimated training spend, in USD, for the UTC month of `created_at`."""
-    month = dt.datetime.fromtimestamp(created_at, dt.UTC).strftime("%Y-%m")
+def month_of(created_at: int) -> str:
+    """`YYYY-MM`, the UTC month of a Unix time."""
+    return dt.datetime.fromtimestamp(created_at, dt.UTC).strftime("%Y-%m")
+
+
+def spend_key(tenant: str, month: str) -> str:
+    """The tenant's training spend, in USD, in `month` (`YYYY-MM`): real costs of the jobs that
+    succeeded, estimates of the others (what the budget is checked against)."""
     return f"{PREFIX}:jobs:spend:{tenant}:{month}"
+
+
+def cost_key(tenant: str, month: str) -> str:
+    """The real cost, in USD, of the tenant's jobs of `month` (`YYYY-MM`) that have one."""
+    return f"{PREFIX}:jobs:cost:{tenant}:{month}"
 
 
 # KEYS: the tenant's unfinished set, its spend counter for the month.
@@ -88,7 +103,7 @@ async def reserve(redis: Redis, settings: Settings, job: Job) -> None:
         _RESERVE,
         2,
         tenant_unfinished_key(job.tenant),
-        spend_key(job.tenant, job.created_at),
+        spend_key(job.tenant, month_of(job.created_at)),
         job.id,
         str(max(settings.max_active_jobs, 0)),
         repr(max(settings.monthly_budget_usd, 0.0)),
@@ -121,4 +136,55 @@ async def release(redis: Redis, job: Job, *, refund: bool) -> None:
     """The job no longer counts as unfinished; with `refund`, its estimate is given back."""
     await redis.srem(tenant_unfinished_key(job.tenant), job.id)  # type: ignore[misc]
     if refund and job.estimated_cost_usd:
-        await redis.incrbyfloat(spend_key(job.tenant, job.created_at), -job.estimated_cost_usd)
+        spend = spend_key(job.tenant, month_of(job.created_at))
+        await redis.incrbyfloat(spend, -job.estimated_cost_usd)
+
+
+def stage_settlement(pipe: Pipeline, job: Job) -> None:
+    """Add to `pipe` (the transaction of `job`'s terminal change) what its end does to the
+    tenant's limits: it is no longer unfinished, and its spend becomes what it really cost."""
+    pipe.srem(tenant_unfinished_key(job.tenant), job.id)
+    estimate = job.estimated_cost_usd or 0.0
+    spend = spend_key(job.tenant, month_of(job.created_at))
+    if job.status == "succeeded" and job.cost_usd is not None:
+        if job.cost_usd != estimate:
+            pipe.incrbyfloat(spend, job.cost_usd - estimate)
+            pipe.expire(spend, _SPEND_TTL_SECONDS)
+        cost = cost_key(job.tenant, month_of(job.created_at))
+        pipe.incrbyfloat(cost, job.cost_usd)
+        pipe.expire(cost, _SPEND_TTL_SECONDS)
+    elif job.status != "succeeded" and job.upstream_job_id is None and estimate:
+        # Nothing trained, nothing billed: the estimate goes back to the monthly budget.
+        pipe.incrbyfloat(spend, -estimate)
+
+
+class TrainingSpend(msgspec.Struct, frozen=True, kw_only=True):
+    """A month of a tenant's training: what counts against its budget, and of that, the real
+    cost of the jobs that finished with one (the rest is estimates of the others)."""
+
+    month: str
+    spend_usd: float
+    cost_usd: float
+    estimated_usd: float
+
+
+async def monthly_spend(redis: Redis, tenant: str, months: list[str]) -> list[TrainingSpend]:
+    """The tenant's training spend in each of `months` (`YYYY-MM`), in that order."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for month in months:
+            pipe.get(spend_key(tenant, month))
+            pipe.get(cost_key(tenant, month))
+        raw = await pipe.execute()
+    found = []
+    for i, month in enumerate(months):
+        spend = round(float(raw[2 * i] or 0), 2)
+        cost = round(float(raw[2 * i + 1] or 0), 2)
+        found.append(
+            TrainingSpend(
+                month=month,
+                spend_usd=spend,
+                cost_usd=cost,
+                estimated_usd=max(round(spend - cost, 2), 0.0),
+            )
+        )
+    return found

@@ -63,6 +63,12 @@ def active_key(provider: str) -> str:
     return f"{PREFIX}:jobs:active:{provider}"
 
 
+def events_read_key(provider: str) -> str:
+    """Sorted set of the provider's active jobs by when their upstream events were last read
+    (Unix seconds): a poll pass reads a running job's events at most once per interval."""
+    return f"{PREFIX}:jobs:events-read:{provider}"
+
+
 UNFINISHED_KEY = f"{PREFIX}:jobs:unfinished"
 """Set of every job not yet terminal: a worker starting up resumes each of them."""
 

@@ -18,9 +18,11 @@ from litestar.di import Provide
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
+from service import tasks
 from service.context import Resources, Tenant, UsesResources, provide_tenant, today
 from service.datasets.records import Dataset
 from service.errors import BadRequest, Conflict, NotFound, Unprocessable
+from service.evaluations import promotion as gate
 from service.idempotency import IdempotencyKeys, fingerprint
 from service.ids import new_id
 from service.inference.model_names import check_alias_name
@@ -37,15 +39,20 @@ from service.jobs.records import (
     by_upstream_key,
     create_lock_key,
 )
-from service.jobs.transitions import InvalidTransition, jobs, redis_lock, transition, update
+from service.jobs.transitions import (
+    InvalidTransition,
+    create,
+    jobs,
+    redis_lock,
+    transition,
+    update,
+)
 from service.models import ModelInfo
 from service.store import PREFIX, Collection, now
+from service.webhooks.addresses import UnsafeWebhookUrl, resolve_public
 
 log = structlog.get_logger("burro.jobs")
 
-UPLOAD_FUNCTION = "upload_job_files"
-CANCEL_FUNCTION = "cancel_job"
-REFRESH_FUNCTION = "refresh_job"
 # A cancel waits this long for a create in progress to finish, then lets the worker clean up.
 _CANCEL_WAIT_SECONDS = 10.0
 _SSE_PAUSE_SECONDS = 0.25
@@ -64,8 +71,6 @@ def new_webhook_secret() -> str:
 
 async def check_webhook_url(url: str, allow_private: bool) -> None:
     """Refuse a webhook URL Burro will not send to (422 naming `webhook.url`)."""
-    from service.webhooks.addresses import UnsafeWebhookUrl, resolve_public
-
     scheme = url.partition("://")[0].lower() if "://" in url else ""
     if scheme not in ("http", "https"):
         raise Unprocessable("webhook.url: must be an http or https URL.", param="webhook.url")
@@ -119,8 +124,6 @@ async def _build_job(
         webhook_secret = data.webhook.secret or new_webhook_secret()
     promotion = None
     if data.promotion is not None:
-        from service.evaluations import promotion as gate
-
         promotion = await gate.check(
             resources.redis,
             settings,
@@ -158,8 +161,6 @@ async def _build_job(
 async def start_job(resources: Resources, tenant: str, data: JobCreate) -> Job:
     """Check a job request (422 naming the field), count it against the tenant's limits, store
     it and queue its upload: what `POST /v1/jobs` does, for every API that starts jobs."""
-    from service.jobs.transitions import create
-
     request_id = structlog.contextvars.get_contextvars().get("request_id")
     job = await _build_job(resources, tenant, data, request_id)
     # Counted against the tenant's limits atomically, before the job exists (422 when over).
@@ -170,7 +171,7 @@ async def start_job(resources: Resources, tenant: str, data: JobCreate) -> Job:
         await quotas.release(resources.redis, job, refund=True)
         raise
     # Record first, then the work: a lost enqueue is found again by the worker's sweep.
-    await resources.queue.enqueue(UPLOAD_FUNCTION, job.id, job_id=f"upload:{job.id}")
+    await resources.queue.enqueue(tasks.UPLOAD_JOB_FILES, job.id)
     return job
 
 
@@ -279,7 +280,7 @@ async def request_cancel(resources: Resources, tenant: str, job_id: str) -> Job:
     await timeline.add_events(
         resources.redis, job.id, [timeline.burro_event("Cancellation requested")]
     )
-    await queue.enqueue(CANCEL_FUNCTION, job.id, job_id=f"cancel:{job.id}")
+    await queue.enqueue(tasks.CANCEL_JOB, job.id)
     log.info("job.cancel_requested", job=job.id, upstream=True)
     return job
 
@@ -396,7 +397,7 @@ async def openai_webhook(
         log.info("upstream_webhook.unknown_job", upstream=upstream_id)
         return WebhookReceipt(status="unknown_job")
     job_id = raw.decode() if isinstance(raw, bytes) else str(raw)
-    await resources.queue.enqueue(REFRESH_FUNCTION, job_id, job_id=f"refresh:{job_id}")
+    await resources.queue.enqueue(tasks.REFRESH_JOB, job_id)
     log.info("upstream_webhook.received", job=job_id, type=event.type)
     return WebhookReceipt(status="refreshing", job=job_id)
 

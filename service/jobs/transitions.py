@@ -1,5 +1,12 @@
-"""Job → every status change: `transition()` checks it against the table, saves it, records the
-event, keeps the dataset users and alias up to date, then announces it (`notify.job_changed`)."""
+"""Job → every status change: `transition()` checks it against the table and writes it, with
+everything that follows from it, in one Redis transaction.
+
+The write is the job, its event, what the change does to Burro's own indexes (unfinished jobs,
+active polls, datasets in use, the tenant's limits and spend, the catalog of servable models) and
+an outbox entry of its effects (`service.effects`: the alias to move, the promotion's evaluation
+to start, the webhooks to send), which the worker's relay carries out after the commit. So a
+crash anywhere loses nothing: before the commit nothing happened, after it the relay has it all.
+"""
 
 from __future__ import annotations
 
@@ -12,33 +19,46 @@ from typing import Any
 import msgspec
 import structlog
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
-from service.aliases import move_alias
+from service import effects, faults, metrics
 from service.datasets.records import users_key
+from service.effects import (
+    Effect,
+    Entry,
+    MoveAlias,
+    PublishOpenAIEvent,
+    PublishWebhook,
+    StartPromotion,
+)
 from service.errors import Conflict
-from service.inference.catalog import register_model
-from service.jobs import notify, quotas
-from service.jobs.events import JobEvent, add_events, burro_event
+from service.inference.catalog import stage_registration
+from service.jobs import quotas
+from service.jobs.events import JobEvent, add_events, burro_event, sequence_key
+from service.jobs.events import stage as stage_event
 from service.jobs.records import (
     JOBS,
     TERMINAL,
     TRANSITIONS,
     UNFINISHED_KEY,
     Job,
+    JobOut,
     JobStatus,
     active_key,
+    events_read_key,
 )
 from service.queue import Queue
 from service.store import PREFIX, Collection, now
+from service.webhooks.openai_form import openai_event
+from service.webhooks.outbox import has_endpoints
 
 log = structlog.get_logger("burro.jobs")
-
-# The worker function that starts a succeeded job's promotion gate (its evaluation).
-PROMOTE_FUNCTION = "start_promotion"
 
 # A read-modify-write of one job holds its lock this long at most (a dead holder's lock expires).
 _LOCK_MS = 10_000
 _LOCK_WAIT_SECONDS = 15.0
+
+_wire_encoder = msgspec.json.Encoder()
 
 
 class InvalidTransition(Conflict):
@@ -93,18 +113,128 @@ def _datasets_used(job: Job) -> list[str]:
     return [d for d in used if d]
 
 
+def effects_of(job: Job, *, to_endpoints: bool = True) -> list[Effect]:
+    """What must follow `job`'s entering its status, in order: on success its alias moves (or
+    its promotion gate starts evaluating) before anyone is told; then `job.<status>` goes to its
+    webhook and, when it has any (`to_endpoints`), the tenant's endpoints, and an end OpenAI
+    announces goes in OpenAI's form to the endpoints that name it."""
+    followed: list[Effect] = []
+    if job.status == "succeeded" and job.promote_to and job.fine_tuned_model:
+        if job.promotion is not None and job.promotion.status == "evaluating":
+            followed.append(StartPromotion(job_id=job.id))
+        elif job.promotion is None:
+            followed.append(
+                MoveAlias(
+                    tenant=job.tenant,
+                    alias=job.promote_to,
+                    job_id=job.id,
+                    reason=f"promote_to {job.id}",
+                )
+            )
+    if job.webhook_url is None and not to_endpoints:
+        return followed  # nobody to tell
+    followed.append(
+        PublishWebhook(
+            tenant=job.tenant,
+            subject=job.id,
+            event_type=f"job.{job.status}",
+            data=_wire_encoder.encode(JobOut.of(job)),
+            webhook_url=job.webhook_url,
+            webhook_secret=job.webhook_secret,
+            to_endpoints=to_endpoints,
+        )
+    )
+    in_openai_form = openai_event(job.id, job.status, job.finished_at or job.updated_at)
+    if to_endpoints and in_openai_form is not None:
+        event_type, body = in_openai_form
+        followed.append(
+            PublishOpenAIEvent(tenant=job.tenant, subject=job.id, event_type=event_type, body=body)
+        )
+    return followed
+
+
+def _stage_indexes(pipe: Pipeline, job: Job) -> None:
+    """Add to `pipe` what `job`'s new status changes in Burro's indexes."""
+    if job.status == "pending":
+        pipe.sadd(UNFINISHED_KEY, job.id)
+        pipe.sadd(quotas.tenant_unfinished_key(job.tenant), job.id)
+        for dataset_id in filter(None, (job.training_dataset, job.validation_dataset)):
+            pipe.sadd(users_key(dataset_id), job.id)
+        return
+    if job.status == "succeeded" and job.fine_tuned_model:
+        # Servable from the moment it is succeeded: who reads the one reads the other.
+        stage_registration(
+            pipe,
+            tenant=job.tenant,
+            job_id=job.id,
+            model=job.fine_tuned_model,
+            provider=job.provider,
+            base_model=job.model,
+        )
+    if job.status in TERMINAL:
+        gate = job.promotion
+        # A gate about to evaluate still needs its test set: the gate frees it.
+        keep = gate.evaluation_dataset if gate and gate.status == "evaluating" else None
+        for dataset_id in _datasets_used(job):
+            if dataset_id != keep:
+                pipe.srem(users_key(dataset_id), job.id)
+        pipe.zrem(active_key(job.provider), job.id)
+        pipe.zrem(events_read_key(job.provider), job.id)
+        pipe.srem(UNFINISHED_KEY, job.id)
+        quotas.stage_settlement(pipe, job)
+
+
+async def _commit(
+    redis: Redis, job: Job, event: JobEvent, sequence: int, entry: Entry | None
+) -> None:
+    """Write `job`, its event, its indexes and its outbox entry as one transaction."""
+    collection = jobs(redis)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.set(collection.key(job.id), collection.encode(job))
+        pipe.zadd(collection.index_key(job.tenant), {job.id: job.created_at}, nx=True)
+        stage_event(pipe, job.id, event, sequence)
+        _stage_indexes(pipe, job)
+        if entry is not None:
+            effects.stage(pipe, entry)
+        await pipe.execute()
+
+
+async def _entry(redis: Redis, job: Job) -> Entry | None:
+    """The outbox entry of `job`'s new status; None when nothing follows from it (no alias, no
+    gate, and nobody to tell: no webhook of its own and no endpoint of its tenant)."""
+    followed = effects_of(job, to_endpoints=await has_endpoints(redis, job.tenant))
+    return effects.new_entry(job.id, f"job.{job.status}", followed) if followed else None
+
+
+def _moved(current: Job, status: JobStatus, changes: dict[str, Any]) -> Job:
+    """`current` in `status`, with `changes`. A terminal job is finished and expects nothing
+    more; a job that succeeded with a promotion gate has its gate evaluate before the alias
+    moves (`service.evaluations.promotion`)."""
+    stamp = now()
+    if status in TERMINAL:
+        changes = {"finished_at": stamp, **changes, "estimated_finish": None}
+    updated = msgspec.structs.replace(
+        current, status=status, updated_at=stamp, status_changed_at=stamp, **changes
+    )
+    gate = updated.promotion
+    if status == "succeeded" and gate and updated.promote_to and updated.fine_tuned_model:
+        updated = msgspec.structs.replace(
+            updated, promotion=msgspec.structs.replace(gate, status="evaluating")
+        )
+    return updated
+
+
 async def create(queue: Queue, job: Job) -> Job:
     """Store a new job (status `pending`), mark its datasets as in use, and announce it."""
     assert job.status == "pending"
-    await jobs(queue.redis).save(job)
-    await queue.redis.sadd(UNFINISHED_KEY, job.id)  # type: ignore[misc]
-    await queue.redis.sadd(quotas.tenant_unfinished_key(job.tenant), job.id)  # type: ignore[misc]
-    for dataset_id in filter(None, (job.training_dataset, job.validation_dataset)):
-        await queue.redis.sadd(users_key(dataset_id), job.id)  # type: ignore[misc]
     event = burro_event("Job created", type="status", data={"status": "pending", "previous": None})
-    await add_events(queue.redis, job.id, [event])
+    entry = await _entry(queue.redis, job)
+    sequence = int(await queue.redis.incr(sequence_key(job.id)))
+    await _commit(queue.redis, job, event, sequence, entry)
+    metrics.count_job_transition(job.status)
     log.info("job.created", job=job.id, tenant=job.tenant, provider=job.provider)
-    await notify.job_changed(queue, job, event)
+    if entry is not None:
+        await effects.trigger(queue)
     return job
 
 
@@ -119,69 +249,36 @@ async def transition(
 ) -> Job:
     """Move the job to `status` (with `changes` to other fields), the one way a status changes.
 
-    Raises InvalidTransition when the table does not allow it, always for a terminal job.
-    On `succeeded` the `promote_to` alias moves before the job is saved (a crash in between
-    repeats an idempotent move) and so before anyone is told. A job with a promotion gate
-    moves no alias here: its gate turns `evaluating` and the evaluation is enqueued after the
-    save (`service.evaluations.promotion` moves the alias, or says why not, when it ends).
+    Raises InvalidTransition when the table does not allow it, always for a terminal job. The
+    change and all that follows from it are one transaction (see the module); its effects are
+    carried out by the relay, queued once the transaction is committed.
     """
     redis = queue.redis
     collection = jobs(redis)
     async with redis_lock(redis, _lock_key(job_id)):
-        current = await collection.get(job_id)
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.get(collection.key(job_id))
+            pipe.incr(sequence_key(job_id))
+            raw, sequence = await pipe.execute()
+        current = None if raw is None else collection.decode(raw)
         if current is None:
             raise InvalidTransition(f"No job {job_id!r}.")
         if status not in TRANSITIONS[current.status]:
             raise InvalidTransition(f"Job {job_id} is {current.status}; it cannot become {status}.")
-        stamp = now()
-        if status in TERMINAL:
-            changes.setdefault("finished_at", stamp)
-            changes["estimated_finish"] = None
-        updated = msgspec.structs.replace(
-            current, status=status, updated_at=stamp, status_changed_at=stamp, **changes
-        )
-        if status == "succeeded" and updated.fine_tuned_model:
-            # Servable (and promoted) before anyone hears of it; both steps are idempotent.
-            await register_model(
-                redis,
-                tenant=updated.tenant,
-                job_id=updated.id,
-                model=updated.fine_tuned_model,
-                provider=updated.provider,
-                base_model=updated.model,
-            )
-            if updated.promote_to and updated.promotion is not None:
-                updated = msgspec.structs.replace(
-                    updated,
-                    promotion=msgspec.structs.replace(updated.promotion, status="evaluating"),
-                )
-            elif updated.promote_to:
-                await move_alias(redis, updated.tenant, updated.promote_to, updated)
-        await collection.save(updated)
+        updated = _moved(current, status, changes)
         event = burro_event(
             message or f"Job is {status.replace('_', ' ')}",
             type="status",
             level="error" if status == "failed" else "warn" if level == "warn" else "info",
             data={"status": status, "previous": current.status},
         )
-        await add_events(redis, job_id, [event])
-        if status in TERMINAL:
-            gate = updated.promotion
-            # A gate about to evaluate still needs its test set: the gate frees it.
-            keep = gate.evaluation_dataset if gate and gate.status == "evaluating" else None
-            for dataset_id in _datasets_used(updated):
-                if dataset_id != keep:
-                    await redis.srem(users_key(dataset_id), job_id)  # type: ignore[misc]
-            await redis.zrem(active_key(updated.provider), job_id)
-            await redis.srem(UNFINISHED_KEY, job_id)  # type: ignore[misc]
-            # Nothing trained, nothing billed: the estimate goes back to the monthly budget.
-            refund = status != "succeeded" and updated.upstream_job_id is None
-            await quotas.release(redis, updated, refund=refund)
+        entry = await _entry(redis, updated)
+        await _commit(redis, updated, event, int(sequence), entry)
+    metrics.count_job_transition(status)
     log.info(f"job.{status}", job=job_id, tenant=updated.tenant, previous=current.status)
-    if updated.promotion is not None and updated.promotion.status == "evaluating":
-        # The record first, then the work (a fixed id: a repeat collapses into one).
-        await queue.enqueue(PROMOTE_FUNCTION, job_id, job_id=f"promotion:{job_id}")
-    await notify.job_changed(queue, updated, event)
+    await faults.reach(redis, f"committed:job.{status}")
+    if entry is not None:
+        await effects.trigger(queue)
     return updated
 
 

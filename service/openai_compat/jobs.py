@@ -18,7 +18,6 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from service.context import Resources, Tenant, UsesResources, provide_tenant
 from service.errors import BurroError, Conflict, NotFound, UpstreamUnavailable
-from service.inference.routes import OpenAIErrorBody
 from service.jobs import events as timeline
 from service.jobs.records import Job, JobCreate
 from service.jobs.routes import request_cancel, start_job
@@ -38,6 +37,7 @@ from service.openai_compat.wire import (
     job_view,
     openai_status,
 )
+from service.problems import OpenAIErrorBody
 
 log = structlog.get_logger("burro.openai_compat")
 
@@ -366,7 +366,7 @@ async def list_fine_tuning_events(
 ) -> FineTuningJobEventList:
     job = await _job(resources, tenant, fine_tuning_job_id)
     redis = resources.redis
-    if after is not None and not await timeline.has_event(redis, job.id, after):
+    if after is not None and await timeline.known_events(redis, job.id, [after]) == [False]:
         raise invalid_request(
             f"No event {after!r} of job {job.id} to page after.",
             param="after",

@@ -1,16 +1,15 @@
 """Webhook → OpenAI's form: a job that ends is also announced as `fine_tuning.job.<status>`, in
 OpenAI's event body, to the tenant's endpoints that subscribe to those names, so a handler built
-on the official SDK's `client.webhooks.unwrap(body, headers, secret=…)` accepts it unchanged."""
+on the official SDK's `client.webhooks.unwrap(body, headers, secret=…)` accepts it unchanged.
+
+The event is one of the effects of the job's change (`service.jobs.transitions.effects_of`),
+written in the change's own transaction and published by the relay like Burro's own."""
 
 from __future__ import annotations
 
 import hashlib
 
 import msgspec
-from redis.asyncio import Redis
-
-from service.queue import Queue
-from service.webhooks.outbox import publish_to_endpoints
 
 # The job statuses OpenAI sends webhooks for, and their names there.
 OPENAI_EVENT_TYPES: dict[str, str] = {
@@ -55,20 +54,10 @@ def openai_event_body(job_id: str, event_type: str, created_at: int) -> bytes:
     return _encoder.encode(event)
 
 
-async def publish_openai_form(
-    redis: Redis, queue: Queue, *, tenant: str, job_id: str, status: str, at: int
-) -> list[str]:
-    """Queue OpenAI's event for a job that entered `status` at `at` (Unix seconds) to every
-    endpoint of the tenant that subscribes to its name; nothing for a status OpenAI does not
-    announce. Returns the message ids; safe to call twice."""
+def openai_event(job_id: str, status: str, at: int) -> tuple[str, bytes] | None:
+    """OpenAI's event type and body for a job that entered `status` at `at` (Unix seconds);
+    None for a status OpenAI does not announce."""
     event_type = OPENAI_EVENT_TYPES.get(status)
     if event_type is None:
-        return []
-    return await publish_to_endpoints(
-        redis,
-        queue,
-        tenant=tenant,
-        event_type=event_type,
-        job_id=job_id,
-        body=openai_event_body(job_id, event_type, at),
-    )
+        return None
+    return event_type, openai_event_body(job_id, event_type, at)

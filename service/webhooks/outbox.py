@@ -1,5 +1,6 @@
-"""Webhook → outbox: a job's event becomes one stored message per destination, each delivered
-by a series of attempts, each attempt its own queued job (`deliver_webhook`).
+"""Webhook → messages: an event becomes one stored message per destination, each delivered by
+a series of attempts; the first is sent by whoever publishes (the relay of the change's
+effects, `workers.relay`) or queued, each later one is its own queued job (`deliver_webhook`).
 
 The message is written before its first attempt is enqueued, and every attempt records its
 outcome before it enqueues the next, so a worker that dies anywhere loses nothing: the attempt
@@ -9,6 +10,7 @@ the receiver can recognise by the unchanged `webhook-id`).
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import random
 import time
@@ -20,6 +22,7 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
+from service import tasks
 from service.errors import NotFound
 from service.queue import Queue
 from service.settings import Settings
@@ -40,7 +43,6 @@ from service.webhooks.signing import new_message_id, sign
 
 log = structlog.get_logger("burro.webhooks")
 
-DELIVER_FUNCTION = "deliver_webhook"
 # A receiver may ask for more time with Retry-After; it gets it up to this, never more, so a
 # bogus header cannot park a message for days.
 RETRY_AFTER_CAP = 3600.0
@@ -70,11 +72,8 @@ def messages(redis: Redis) -> Collection[WebhookMessage]:
     return Collection(redis, MESSAGES, WebhookMessage)
 
 
-def attempt_job_id(message_id: str, redelivery: int, number: int) -> str:
-    """The fixed queue id of one attempt: the queue runs each at most once at a time."""
-    if redelivery == 0:
-        return f"webhook:{message_id}:{number}"
-    return f"webhook:{message_id}:r{redelivery}:{number}"
+# The fixed queue id of one attempt: the queue runs each at most once at a time.
+attempt_job_id = tasks.webhook_attempt_id
 
 
 def encode_body(event_type: str, data: dict[str, Any] | bytes, at: float | None = None) -> bytes:
@@ -89,6 +88,10 @@ def encode_body(event_type: str, data: dict[str, Any] | bytes, at: float | None 
     )
 
 
+# Where a message goes: (the endpoint's id, or None for the job's own webhook; url; secret).
+Destination = tuple[str | None, str, str]
+
+
 async def publish(
     redis: Redis,
     queue: Queue,
@@ -98,27 +101,86 @@ async def publish(
     job_id: str,
     data: dict[str, Any] | bytes,
     job_webhook: tuple[str, str] | None,
+    to_endpoints: bool = True,
+    send_first: tuple[WebhookSender, Settings] | None = None,
 ) -> list[str]:
     """Announce `event_type` for a job: one message for the job's own webhook (`job_webhook` is
     its `(url, secret)`, None without one) and one for each of the tenant's endpoints that
-    subscribes to the event, each with its first attempt queued. Returns the message ids.
+    subscribes to the event (none looked up unless `to_endpoints`). Returns the message ids.
 
-    `data` is the Job as the wire shows it (a JSON-encodable dict, or its JSON bytes). Safe to
-    call twice for the same event: the second call finds the messages of the first (same ids,
-    same bytes) and queues nothing new.
+    `data` is the Job as the wire shows it (a JSON-encodable dict, or its JSON bytes). Each new
+    message's first attempt is queued; with `send_first` (a sender and the settings) it is made
+    from here instead: the caller is then already the queued job that follows the change, and a
+    webhook costs no second one unless it has to be tried again. Safe to call twice for the same
+    event: the second call finds the messages of the first (same ids, same bytes) and only
+    follows up on them.
     """
-    body = encode_body(event_type, data)
-    destinations: list[tuple[str | None, str, str]] = []
+    destinations: list[Destination] = []
     if job_webhook is not None:
         destinations.append((None, *job_webhook))
-    for endpoint in await _tenant_endpoints(redis, tenant):
-        if endpoint.subscribes(event_type):
-            destinations.append((endpoint.id, endpoint.url, endpoint.secret))
-    ids = []
-    for endpoint_id, url, secret in destinations:
-        message_id = await _publish_one(
+    if to_endpoints:
+        destinations += await _subscribers(redis, tenant, event_type)
+    return await _store_and_send(
+        redis,
+        queue,
+        destinations,
+        tenant=tenant,
+        event_type=event_type,
+        job_id=job_id,
+        body=encode_body(event_type, data),
+        send_first=send_first,
+    )
+
+
+async def publish_to_endpoints(
+    redis: Redis,
+    queue: Queue,
+    *,
+    tenant: str,
+    event_type: str,
+    job_id: str,
+    body: bytes,
+    send_first: tuple[WebhookSender, Settings] | None = None,
+) -> list[str]:
+    """Announce `event_type` for a job with a body made by the caller (OpenAI's event, say) to
+    each of the tenant's endpoints that subscribes to it, as `publish` does. Returns the
+    message ids; safe to call twice."""
+    destinations = await _subscribers(redis, tenant, event_type)
+    return await _store_and_send(
+        redis,
+        queue,
+        destinations,
+        tenant=tenant,
+        event_type=event_type,
+        job_id=job_id,
+        body=body,
+        send_first=send_first,
+    )
+
+
+async def _subscribers(redis: Redis, tenant: str, event_type: str) -> list[Destination]:
+    return [
+        (endpoint.id, endpoint.url, endpoint.secret)
+        for endpoint in await _tenant_endpoints(redis, tenant)
+        if endpoint.subscribes(event_type)
+    ]
+
+
+async def _store_and_send(
+    redis: Redis,
+    queue: Queue,
+    destinations: list[Destination],
+    *,
+    tenant: str,
+    event_type: str,
+    job_id: str,
+    body: bytes,
+    send_first: tuple[WebhookSender, Settings] | None,
+) -> list[str]:
+    """One message per destination, each stored once, and its first attempt (see `publish`)."""
+    stored = [
+        await _store_one(
             redis,
-            queue,
             tenant=tenant,
             job_id=job_id,
             event_type=event_type,
@@ -127,32 +189,26 @@ async def publish(
             secret=secret,
             body=body,
         )
-        ids.append(message_id)
-    return ids
-
-
-async def publish_to_endpoints(
-    redis: Redis, queue: Queue, *, tenant: str, event_type: str, job_id: str, body: bytes
-) -> list[str]:
-    """Announce `event_type` for a job with a body made by the caller (OpenAI's event, say) to
-    each of the tenant's endpoints that subscribes to it. Returns the message ids; safe to call
-    twice, as `publish` is."""
-    ids = []
-    for endpoint in await _tenant_endpoints(redis, tenant):
-        if endpoint.subscribes(event_type):
-            message_id = await _publish_one(
-                redis,
-                queue,
-                tenant=tenant,
-                job_id=job_id,
-                event_type=event_type,
-                endpoint_id=endpoint.id,
-                url=endpoint.url,
-                secret=endpoint.secret,
-                body=body,
+        for endpoint_id, url, secret in destinations
+    ]
+    if send_first is not None:
+        sender, settings = send_first
+        await asyncio.gather(
+            *(
+                attempt(redis, queue, sender, settings, message_id, 0, 1, seen=raw)
+                for message_id, raw in stored
             )
-            ids.append(message_id)
-    return ids
+        )
+    else:
+        for message_id, raw in stored:
+            if raw is not None:
+                await queue.enqueue(tasks.DELIVER_WEBHOOK, message_id, 0, 1)
+    return [message_id for message_id, _ in stored]
+
+
+async def has_endpoints(redis: Redis, tenant: str) -> bool:
+    """Whether the tenant has any webhook endpoint (one cheap read)."""
+    return bool(await redis.zcard(endpoints(redis).index_key(tenant)))
 
 
 async def _tenant_endpoints(redis: Redis, tenant: str) -> list[WebhookEndpoint]:
@@ -164,9 +220,22 @@ async def _tenant_endpoints(redis: Redis, tenant: str) -> list[WebhookEndpoint]:
     return [e for e in await collection.get_many(ids) if e is not None]
 
 
-async def _publish_one(
+# KEYS: the event's once-per-destination guard, the new message, its two indexes. ARGV: the new
+# message's id, the guard's TTL, the message, its creation time. Stores the message unless the
+# guard names another already; returns the id the guard holds.
+_STORE_ONCE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
+  redis.call('SET', KEYS[2], ARGV[3], 'NX')
+  redis.call('ZADD', KEYS[3], 'NX', ARGV[4], ARGV[1])
+  redis.call('ZADD', KEYS[4], 'NX', ARGV[4], ARGV[1])
+  return ARGV[1]
+end
+return redis.call('GET', KEYS[1])
+"""
+
+
+async def _store_one(
     redis: Redis,
-    queue: Queue,
     *,
     tenant: str,
     job_id: str,
@@ -175,38 +244,34 @@ async def _publish_one(
     url: str,
     secret: str,
     body: bytes,
-) -> str:
-    """Store the message unless a call before made it, then queue its first attempt."""
+) -> tuple[str, bytes | None]:
+    """Store the message for one destination unless a call before did (one round trip when it
+    is new); (id, its bytes) while its first attempt is still to be made, else (id, None)."""
     once = message_once_key(job_id, event_type, endpoint_id or "job")
-    candidate = new_message_id()
     collection = messages(redis)
-    message: WebhookMessage | None = None
-    if await redis.set(once, candidate, nx=True, ex=_ONCE_TTL):
-        message_id = candidate
-    else:
-        raw = await redis.get(once)
-        message_id = raw.decode() if isinstance(raw, bytes) else str(raw)
-        message = await collection.get(message_id)
-    if message is None:
-        # First call, or a call that died between the guard and this write.
-        message = WebhookMessage(
-            id=message_id,
-            tenant=tenant,
-            job_id=job_id,
-            event_type=event_type,
-            endpoint_id=endpoint_id,
-            url=url,
-            secret=secret,
-            body=body,
-            created_at=now(),
-            next_attempt_at=time.time(),
-        )
-        async with redis.pipeline(transaction=True) as pipe:
-            # NX: a concurrent call may have written it (and an attempt updated it) already.
-            pipe.set(collection.key(message_id), collection.encode(message), nx=True)
-            pipe.zadd(collection.index_key(tenant), {message_id: message.created_at}, nx=True)
-            pipe.zadd(message_job_index_key(job_id), {message_id: message.created_at}, nx=True)
-            await pipe.execute()
+    message = WebhookMessage(
+        id=new_message_id(),
+        tenant=tenant,
+        job_id=job_id,
+        event_type=event_type,
+        endpoint_id=endpoint_id,
+        url=url,
+        secret=secret,
+        body=body,
+        created_at=now(),
+        next_attempt_at=time.time(),
+    )
+    raw = collection.encode(message)
+    keys = (
+        once,
+        collection.key(message.id),
+        collection.index_key(tenant),
+        message_job_index_key(job_id),
+    )
+    values: list[Any] = [message.id, _ONCE_TTL, raw, message.created_at]
+    held = await redis.eval(_STORE_ONCE, len(keys), *keys, *values)  # type: ignore[misc]
+    message_id = held.decode() if isinstance(held, bytes) else str(held)
+    if message_id == message.id:
         log.info(
             "webhook.published",
             message=message_id,
@@ -214,10 +279,23 @@ async def _publish_one(
             event_type=event_type,
             endpoint=endpoint_id,
         )
-    elif message.redelivery > 0 or message.attempts or message.state != "pending":
-        return message_id  # already on its way
-    await queue.enqueue(DELIVER_FUNCTION, message_id, 0, 1, job_id=attempt_job_id(message_id, 0, 1))
-    return message_id
+        return message_id, raw
+    # A call before stored it (or died between its guard and its message: stored now).
+    existing = await redis.get(collection.key(message_id))
+    if existing is None:
+        message = msgspec.structs.replace(message, id=message_id)
+        raw = collection.encode(message)
+        async with redis.pipeline(transaction=True) as pipe:
+            # NX: a concurrent call may have written it (and an attempt updated it) already.
+            pipe.set(collection.key(message_id), raw, nx=True)
+            pipe.zadd(collection.index_key(tenant), {message_id: message.created_at}, nx=True)
+            pipe.zadd(message_job_index_key(job_id), {message_id: message.created_at}, nx=True)
+            await pipe.execute()
+        return message_id, raw
+    stored = collection.decode(existing)
+    if stored.redelivery > 0 or stored.attempts or stored.state != "pending":
+        return message_id, None  # already on its way
+    return message_id, existing
 
 
 async def redeliver(redis: Redis, queue: Queue, tenant: str, message_id: str) -> WebhookMessage:
@@ -237,13 +315,7 @@ async def redeliver(redis: Redis, queue: Queue, tenant: str, message_id: str) ->
     message = await _update(redis, message_id, restart)
     if message is None:  # deleted in between
         raise NotFound(f"No webhook message {message_id!r}.")
-    await queue.enqueue(
-        DELIVER_FUNCTION,
-        message_id,
-        message.redelivery,
-        1,
-        job_id=attempt_job_id(message_id, message.redelivery, 1),
-    )
+    await queue.enqueue(tasks.DELIVER_WEBHOOK, message_id, message.redelivery, 1)
     log.info("webhook.redelivered", message=message_id, redelivery=message.redelivery)
     return message
 
@@ -280,14 +352,16 @@ async def attempt(
     number: int,
     *,
     resolve: Resolve = system_resolve,
+    seen: bytes | None = None,
 ) -> str:
     """Run attempt `number` of series `redelivery` of a message, record it, and queue what
-    comes next. Returns what happened, in a word, for the log.
+    comes next. Returns what happened, in a word, for the log. `seen` is the message as the
+    caller just read or wrote it (saves reading it again).
 
     Safe to run twice: an attempt already recorded is not sent again, only followed up.
     """
     collection = messages(redis)
-    raw = await redis.get(collection.key(message_id))
+    raw = seen if seen is not None else await redis.get(collection.key(message_id))
     if raw is None:
         return "missing"
     message = collection.decode(raw)
@@ -326,11 +400,10 @@ async def attempt(
     # Pending after this attempt: the next one is due at `next_attempt_at`.
     due = message.next_attempt_at or time.time()
     await queue.enqueue(
-        DELIVER_FUNCTION,
+        tasks.DELIVER_WEBHOOK,
         message_id,
         redelivery,
         number + 1,
-        job_id=attempt_job_id(message_id, redelivery, number + 1),
         defer_by=max(0.0, due - time.time()),
     )
     return "retrying"

@@ -151,3 +151,32 @@ def test_a_chunked_body_that_stops_is_a_408_and_nothing_is_stored(
         answer = read_answer(sock)
     assert status_of(answer) == 408, answer[:300]
     _no_datasets(base, data_dir)
+
+
+def _chat_head(extra: str) -> bytes:
+    return (
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: burro\r\nAuthorization: Bearer key-acme\r\n"
+        f"Content-Type: application/json\r\n{extra}\r\n"
+    ).encode()
+
+
+def openai_error_of(answer: bytes) -> dict[str, str]:
+    body: dict[str, dict[str, str]] = json.loads(answer.partition(b"\r\n\r\n")[2])
+    return body["error"]
+
+
+def test_the_chat_path_served_before_routing_keeps_both_limits_in_openais_shape(
+    served: tuple[str, Path],
+) -> None:
+    base, _ = served
+    with connect(base) as sock:
+        send_all(sock, _chat_head(f"X-Filler: {'a' * 100 * 1024}\r\n"))
+        answer = read_answer(sock)
+    assert status_of(answer) == 431, answer[:300]
+    assert openai_error_of(answer)["code"] == "headers_too_large"
+
+    with connect(base) as sock:
+        sock.sendall(_chat_head("Content-Length: 1000\r\n") + b'{"model": "donkey", ')
+        answer = read_answer(sock)
+    assert status_of(answer) == 408, answer[:300]
+    assert openai_error_of(answer)["code"] == "request_timeout"

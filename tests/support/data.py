@@ -49,6 +49,19 @@ output_usd_per_1m_tokens = 1.6
 shutdown = 2024-10-27
 """
 
+# The base model at a price that makes the small test dataset cost dollars, not fractions of a
+# cent (limits on spend, spend per month).
+PRICEY_TABLE = f"""
+[[models]]
+name = "{BASE_MODEL}"
+encoding = "o200k_base"
+max_tokens_per_example = 65536
+training_usd_per_1m_tokens = 1000.0
+input_usd_per_1m_tokens = 0.80
+output_usd_per_1m_tokens = 3.20
+methods = ["supervised", "dpo"]
+"""
+
 # A model table whose one model trains on examples of at most SMALL_TOKEN_LIMIT tokens, so that
 # a line over the longest worth reading (derived from that limit) is short enough to send.
 SMALL_TOKEN_LIMIT = 100

@@ -332,7 +332,7 @@ class MakeWorker(Protocol):
 @pytest.fixture
 def worker(settings: Settings) -> Iterator[MakeWorker]:
     """Build arq workers with production's functions, for the test's `settings` unless given
-    others (`worker()`, `worker(other, burst=False, ctx=…, keep_result=…, **knobs)`: see
+    others (`worker()`, `worker(other, burst=False, keep_result=…, **knobs)`: see
     `support.workers.BurroWorker`); every one still running is stopped when the test ends."""
     made: list[BurroWorker] = []
 

@@ -13,6 +13,7 @@ from service.inference.catalog import register_model
 from service.jobs.records import JOBS, Job
 from service.queue import Queue
 from service.store import Collection
+from service.tasks import Task
 from service.webhooks.outbox import publish
 from tests.support.data import BASE_MODEL, job_event_data
 
@@ -65,9 +66,9 @@ def on_queue(redis_url: str, call: Callable[[Queue], Awaitable[T]]) -> T:
     return asyncio.run(run())
 
 
-def enqueue(redis_url: str, function: str, *args: Any) -> None:
-    """Queue `function(*args)` as the API does."""
-    on_queue(redis_url, lambda queue: queue.enqueue(function, *args))
+def enqueue(redis_url: str, task: Task, *args: Any) -> None:
+    """Queue `task(*args)` as the API does."""
+    on_queue(redis_url, lambda queue: queue.enqueue(task, *args))
 
 
 def register(redis_url: str, tenant: str, job_id: str, model: str) -> None:

@@ -50,14 +50,12 @@ class BurroWorker:
         *,
         burst: bool = True,
         poll_delay: float = 0.02,
-        ctx: dict[str, Any] | None = None,
         keep_result: float | None = None,
         **options: Any,
     ) -> None:
         self.settings = settings
         self.burst = burst
         self.poll_delay = poll_delay
-        self.ctx = dict(ctx or {})
         self.keep_result = keep_result
         self.options = {**FAST_OPTIONS, **options}
         self.arq: Worker | None = None
@@ -72,7 +70,6 @@ class BurroWorker:
             "poll_delay": self.poll_delay,
             "handle_signals": False,
             "job_completion_wait": STOP_GRACE_SECONDS,
-            "ctx": dict(self.ctx),
         }
         if self.keep_result is not None:
             overrides["keep_result"] = self.keep_result
@@ -139,8 +136,8 @@ class BurroWorker:
 
 @contextlib.asynccontextmanager
 async def worker_context(settings: Settings, **options: Any) -> AsyncIterator[WorkerContext]:
-    """What production's start-up gives every function (`ctx["burro"]`), for tests that call
-    a worker's core functions directly; its connections are closed on exit."""
+    """What production's start-up gives every function (its `JobContext.worker`), for tests
+    that call a worker's core functions directly; its connections are closed on exit."""
     assert settings.redis_url is not None
     context = WorkerContext(
         settings=settings,
@@ -152,5 +149,5 @@ async def worker_context(settings: Settings, **options: Any) -> AsyncIterator[Wo
     try:
         yield context
     finally:
-        await context.providers.close()
+        await context.close()
         await context.queue.close()

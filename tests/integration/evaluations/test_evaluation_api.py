@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from service.datasets.records import users_key
 from service.evaluations.records import rows_key
 from service.evaluations.runner import RetryPolicy, evaluations
+from service.tasks import RUN_EVALUATION
 from tests.support.api import upload_dataset
 from tests.support.data import (
     BASE_MODEL,
@@ -36,10 +37,9 @@ def evaluation_worker(
 ) -> BurroWorker:
     """A burst worker whose evaluation runs take `concurrency` examples at once (and stop after
     `budget_seconds` to continue in a new queued job)."""
-    ctx: dict[str, Any] = {"evaluation_concurrency": concurrency, "evaluation_retry": RETRY}
     if budget_seconds is not None:
-        ctx["evaluation_budget"] = budget_seconds
-    return worker(ctx=ctx, **kwargs)
+        kwargs["evaluation_budget"] = budget_seconds
+    return worker(evaluation_concurrency=concurrency, evaluation_retry=RETRY, **kwargs)
 
 
 def evaluate(client: httpx.Client, **body: Any) -> dict[str, Any]:
@@ -174,7 +174,7 @@ def test_a_second_run_asks_only_for_the_rows_not_yet_scored(
 
     on_redis(redis_url, reopen)
     sandbox.delete("/sandbox/stats")
-    enqueue(redis_url, "run_evaluation", created["id"])
+    enqueue(redis_url, RUN_EVALUATION, created["id"])
     evaluation_worker(worker).drain()
 
     stats = sandbox.get("/sandbox/stats").json()["requests"]

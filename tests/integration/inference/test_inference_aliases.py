@@ -6,8 +6,8 @@ import httpx
 import openai
 import pytest
 
-from service.aliases import get_alias, move_alias
 from service.ids import new_id
+from service.inference.aliases import get_alias, move_alias
 from service.jobs.records import Job
 from service.store import now
 from tests.support.data import asking, job_record

@@ -10,6 +10,7 @@ import redis
 
 from tests.support.api import create_job, job_status
 from tests.support.data import BASE_MODEL
+from tests.support.waiting import wait_for
 from tests.support.workers import BurroWorker
 
 
@@ -73,9 +74,10 @@ def test_a_job_trains_to_success_with_events_metrics_and_checkpoints(
 
     store = redis.Redis.from_url(redis_url)
     try:
-        # The dataset is free again, and the alias points at the new model.
+        # The dataset is free again, and the alias points at the new model (it moves right
+        # after the status is saved, before the job.succeeded webhook).
         assert store.scard(f"burro:datasets:users:{dataset}") == 0
-        assert store.exists("burro:aliases:acme:donkey")
+        wait_for(lambda: store.exists("burro:aliases:acme:donkey"), what="the alias to move")
     finally:
         store.close()
 

@@ -5,47 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
-import msgspec
 import pytest
 
-from service.settings import Settings
 from tests.support.api import upload_dataset
 from tests.support.data import BASE_MODEL
-from tests.support.fixtures import MakeClient, ServeBurro
-
-# One model at a price that makes the small test dataset cost dollars, not fractions of a cent.
-PRICEY_TABLE = """
-[[models]]
-name = "gpt-4.1-mini-2025-04-14"
-encoding = "o200k_base"
-max_tokens_per_example = 65536
-training_usd_per_1m_tokens = 1000.0
-input_usd_per_1m_tokens = 0.80
-output_usd_per_1m_tokens = 3.20
-methods = ["supervised", "dpo"]
-"""
-
 
 TWO_EPOCHS = {"hyperparameters": {"n_epochs": 2}}
-
-
-@pytest.fixture
-def burro(
-    settings: Settings, tmp_path: Path, serve_burro: ServeBurro, make_client: MakeClient
-) -> Callable[..., httpx.Client]:
-    """Burro's API with the pricey table and `changes` to the settings, as tenant 'acme'."""
-    table = tmp_path / "models.toml"
-    table.write_text(PRICEY_TABLE)
-
-    def serve(**changes: Any) -> httpx.Client:
-        custom = msgspec.structs.replace(settings, models_file=table, **changes)
-        return make_client("acme", base_url=serve_burro(custom))
-
-    return serve
 
 
 def new_job(client: httpx.Client, dataset: str, **extra: Any) -> httpx.Response:
@@ -62,9 +30,9 @@ def problem(response: httpx.Response, code: str) -> dict[str, Any]:
 
 
 def test_a_tenant_at_its_active_job_limit_is_refused_until_a_job_ends(
-    burro: Callable[..., httpx.Client], other_client: httpx.Client
+    pricey_burro: Callable[..., httpx.Client], other_client: httpx.Client
 ) -> None:
-    client = burro(max_active_jobs=2)
+    client = pricey_burro(max_active_jobs=2)
     dataset = upload_dataset(client)
     first, second = (new_job(client, dataset).json() for _ in range(2))
     refused = problem(new_job(client, dataset), "too_many_active_jobs")
@@ -81,9 +49,9 @@ def test_a_tenant_at_its_active_job_limit_is_refused_until_a_job_ends(
 
 
 def test_a_job_over_the_monthly_budget_is_refused_with_what_is_left(
-    burro: Callable[..., httpx.Client],
+    pricey_burro: Callable[..., httpx.Client],
 ) -> None:
-    client = burro(monthly_budget_usd=10.0)
+    client = pricey_burro(monthly_budget_usd=10.0)
     dataset = upload_dataset(client)
     estimate = new_job(client, dataset, method=TWO_EPOCHS).json()["estimated_cost_usd"]
     assert 0.5 < estimate < 2.5, estimate  # the table makes this dataset cost dollars
@@ -107,8 +75,10 @@ def test_a_job_over_the_monthly_budget_is_refused_with_what_is_left(
     assert problem(bigger, "budget_exceeded")["estimated_cost_usd"] > estimate
 
 
-def test_an_idempotent_replay_is_not_counted_again(burro: Callable[..., httpx.Client]) -> None:
-    client = burro(max_active_jobs=1)
+def test_an_idempotent_replay_is_not_counted_again(
+    pricey_burro: Callable[..., httpx.Client],
+) -> None:
+    client = pricey_burro(max_active_jobs=1)
     dataset = upload_dataset(client)
     headers = {"Idempotency-Key": "quota-replay"}
     body = {"training_dataset": dataset, "model": BASE_MODEL}
@@ -124,8 +94,10 @@ def test_an_idempotent_replay_is_not_counted_again(burro: Callable[..., httpx.Cl
     assert retried.status_code == 202, retried.text
 
 
-def test_concurrent_creates_never_pass_the_limits(burro: Callable[..., httpx.Client]) -> None:
-    client = burro(max_active_jobs=3)
+def test_concurrent_creates_never_pass_the_limits(
+    pricey_burro: Callable[..., httpx.Client],
+) -> None:
+    client = pricey_burro(max_active_jobs=3)
     dataset = upload_dataset(client)
     with ThreadPoolExecutor(max_workers=12) as pool:
         statuses = sorted(pool.map(lambda _: new_job(client, dataset).status_code, range(12)))
