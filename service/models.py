@@ -30,6 +30,14 @@ class ModelInfo(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     training_ends: datetime.date | None = None
     aliases: tuple[str, ...] = ()
     replacement: str | None = None  # what to fine-tune instead once this one retires
+    # The provider that trains it when a job names none ("local": Burro's own trainer).
+    provider: str | None = None
+    # Local models: a .gguf file or a Hugging Face model directory, relative to `package` (an
+    # installed Python package holding the weights) when that is set.
+    weights: str | None = None
+    package: str | None = None
+    # A Jinja chat template replacing the model's own (local models; None: the model's).
+    chat_template: str | None = None
 
 
 class RetiredModel(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -25,6 +25,7 @@ def test_shipped_table_has_todays_prices(table: ModelTable) -> None:
         "gpt-4o-2024-08-06": 25.0,
         "gpt-4o-mini-2024-07-18": 3.0,
         "gpt-3.5-turbo-0125": 8.0,
+        "SmolLM2-135M-Instruct": 0.0,  # trained by Burro itself: priced by trainer time
     }
 
 
@@ -42,6 +43,7 @@ def test_dpo_models(table: ModelTable) -> None:
         "gpt-4.1-nano-2025-04-14",
         "gpt-4o-2024-08-06",
         "gpt-4o-mini-2024-07-18",
+        "SmolLM2-135M-Instruct",
     }
 
 
