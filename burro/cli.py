@@ -8,8 +8,9 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -26,6 +27,24 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=int(os.environ.get("BURRO_PORT", "8000")))
 
     commands.add_parser("worker", help="run an arq worker")
+
+    trainer = commands.add_parser(
+        "trainer", help="train local jobs (one at a time) and serve the local models"
+    )
+    trainer.add_argument(
+        "--no-serve",
+        action="store_true",
+        help="train only; another trainer (or `burro model-server`) serves the models",
+    )
+    trainer.add_argument("--host", default="127.0.0.1", help="where the model server listens")
+    trainer.add_argument("--port", type=int, default=_local_port(), help="the model server's")
+
+    model_server = commands.add_parser(
+        "model-server", help="serve a local base model and its fine-tuned adapters"
+    )
+    model_server.add_argument("--host", default="127.0.0.1")
+    model_server.add_argument("--port", type=int, default=_local_port())
+    model_server.add_argument("--model", default=None, help="a local model of the model table")
 
     dev = commands.add_parser("dev", help="Redis, API, worker and (without a key) the sandbox")
     dev.add_argument("--port", type=int, default=int(os.environ.get("BURRO_PORT", "8000")))
@@ -52,20 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "serve":
-        return serve_api(args.host, args.port)
-    if args.command == "worker":
-        return run_worker()
-    if args.command == "dev":
-        return run_dev(args.port, args.sandbox_port)
-    if args.command == "sandbox":
-        return run_sandbox(args.host, args.port)
-    if args.command == "keys":
-        return asyncio.run(create_key(args.tenant))
-    if args.command == "openapi":
-        write_openapi(args.output)
-        return 0
-    return 2  # pragma: no cover - argparse rejects unknown commands
+    commands: dict[str, Callable[[], int]] = {
+        "serve": lambda: serve_api(args.host, args.port),
+        "worker": run_worker,
+        "trainer": lambda: run_trainer(args.host, args.port, serve=not args.no_serve),
+        "model-server": lambda: run_model_server(args.host, args.port, args.model),
+        "dev": lambda: run_dev(args.port, args.sandbox_port),
+        "sandbox": lambda: run_sandbox(args.host, args.port),
+        "keys": lambda: asyncio.run(create_key(args.tenant)),
+        "openapi": lambda: write_openapi(args.output),
+    }
+    return commands[args.command]()
 
 
 def serve_api(host: str, port: int) -> int:
@@ -85,6 +101,40 @@ def run_worker() -> int:
 
         start_metrics_server(settings.metrics_port)
     return run(settings)
+
+
+def _local_port() -> int:
+    """The port of BURRO_LOCAL_URL, where the API expects the local model server."""
+    provider = Settings.from_env().provider("local")
+    url = urlsplit(provider.base_url or "") if provider is not None else None
+    return (url.port if url is not None else None) or 8767
+
+
+def run_trainer(host: str, port: int, *, serve: bool) -> int:
+    """A trainer: the model server in a child process (unless `serve` is False), the training
+    worker in this one."""
+    from trainer.worker import run
+
+    server = None
+    if serve:
+        command = [sys.executable, "-m", "burro", "model-server", "--host", host]
+        command += ["--port", str(port)]
+        server = subprocess.Popen(command)  # noqa: S603
+    try:
+        return run()
+    finally:
+        if server is not None:
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+
+def run_model_server(host: str, port: int, model: str | None) -> int:
+    from trainer.serving.main import serve
+
+    return serve(Settings.from_env(), host, port, model)
 
 
 def run_sandbox(host: str, port: int) -> int:
@@ -126,10 +176,11 @@ def openapi_bytes() -> bytes:
     return msgspec.json.format(encoded, indent=2) + b"\n"
 
 
-def write_openapi(output: Path) -> None:
+def write_openapi(output: Path) -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_bytes(openapi_bytes())
     print(f"wrote {output}")
+    return 0
 
 
 def run_dev(port: int, sandbox_port: int = 8766) -> int:
@@ -158,6 +209,10 @@ def run_dev(port: int, sandbox_port: int = 8766) -> int:
         children.append(subprocess.Popen(sandbox, env=env))  # noqa: S603
         print(f"burro dev: no OPENAI_API_KEY, so jobs train on the sandbox at :{sandbox_port}")
     children.append(subprocess.Popen([*burro, "worker"], env=env))  # noqa: S603
+    if not env.get("OPENAI_API_KEY"):
+        # Burro's own trainer: `"provider": "local"` (or a local model) trains for real here.
+        children.append(subprocess.Popen([*burro, "trainer"], env=env))  # noqa: S603
+        print("burro dev: a local trainer trains SmolLM2-135M-Instruct jobs on this machine")
     api = subprocess.Popen([*burro, "serve", "--port", str(port)], env=env)  # noqa: S603
     children.append(api)
     print(f"burro dev: API at http://127.0.0.1:{port}/v1 (docs at /openapi)")

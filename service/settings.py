@@ -15,7 +15,9 @@ class ProviderSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Where one named upstream lives and how to reach it."""
 
     name: str
-    kind: str = "openai"  # "openai" (any OpenAI-compatible server) or "azure"
+    # "openai" (any OpenAI-compatible server), "azure", or "local": Burro's own trainers, which
+    # take jobs from Redis and whose model server answers chat at `base_url`.
+    kind: str = "openai"
     base_url: str | None = None
     api_key: str | None = None
     api_version: str | None = None  # Azure only
@@ -59,12 +61,25 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # `auth_failure_burst`, then 429 until the address slows down (0: no limit).
     auth_failures_per_minute: float = 10.0
     auth_failure_burst: int = 20
+    # A trainer holds a job it trains by a lease it renews; one that stops renewing for this
+    # long is taken for dead, and another trainer resumes the job from its last checkpoint.
+    trainer_lease_seconds: float = 30.0
+    # Base models prepared for training and serving (a GGUF file dequantized once); None:
+    # `<data dir>/base-models`.
+    base_models_dir: Path | None = None
+    # What an hour of a trainer's time costs (a local job's price); 0: free.
+    trainer_usd_per_hour: float = 0.0
     # Where a worker stops dead (service.faults): only crash tests set these.
     fault_points: tuple[str, ...] = ()
 
     def provider(self, name: str) -> ProviderSettings | None:
         """The provider configured under `name`, if any."""
         return next((p for p in self.providers if p.name == name), None)
+
+    def trains_locally(self, name: str) -> bool:
+        """The provider `name` is Burro's own trainers (kind `local`)."""
+        provider = self.provider(name)
+        return provider is not None and provider.kind == "local"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -100,6 +115,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             body_idle_timeout=float(env.get("BURRO_BODY_IDLE_TIMEOUT", "30")),
             auth_failures_per_minute=float(env.get("BURRO_AUTH_FAILURES_PER_MINUTE", "10")),
             auth_failure_burst=int(env.get("BURRO_AUTH_FAILURE_BURST", "20")),
+            trainer_lease_seconds=float(env.get("BURRO_TRAINER_LEASE_SECONDS", "30")),
+            base_models_dir=(
+                Path(env["BURRO_BASE_MODELS_DIR"]) if env.get("BURRO_BASE_MODELS_DIR") else None
+            ),
+            trainer_usd_per_hour=float(env.get("BURRO_TRAINER_USD_PER_HOUR", "0")),
             fault_points=tuple(
                 p.strip() for p in env.get("BURRO_FAULT_POINTS", "").split(",") if p.strip()
             ),
@@ -149,6 +169,16 @@ def _providers_from_env(
             api_key="sandbox",
         ),
     ]
+    providers.append(
+        ProviderSettings(
+            name="local",
+            kind="local",
+            # The model server of `burro trainer` (several trainers: a load balancer in front).
+            base_url=env.get("BURRO_LOCAL_URL", "http://127.0.0.1:8767/v1"),
+            supports_list_polling=False,
+            supports_pause=False,
+        )
+    )
     if env.get("AZURE_OPENAI_ENDPOINT"):
         providers.append(
             ProviderSettings(

@@ -20,6 +20,9 @@ from dataclasses import dataclass
 CONTROL_QUEUE = "burro:queue"
 """The control worker's queue (`burro worker`): uploads, upstream jobs, webhooks, evaluations."""
 
+TRAINER_QUEUE = "burro:trainer"
+"""The trainers' queue (`burro trainer`): local jobs to train, one at a time per trainer."""
+
 Key = str | Callable[..., str] | None
 # A loop that re-enqueues itself (arq's Retry) after every pass: it runs for as long as it wants.
 FOREVER = sys.maxsize
@@ -97,6 +100,25 @@ REFRESH_JOB = register(Task("refresh_job", key="refresh:{0}", max_tries=3))
 CANCEL_JOB = register(Task("cancel_job", key="cancel:{0}", max_tries=None))
 POLL_PROVIDER = register(
     Task("poll_provider", key="poll:{0}", max_tries=FOREVER, carries_request=False)
+)
+
+# --- Local training: jobs Burro trains itself (service.jobs.local) -----------------------------
+
+# One attempt at training one job; a trainer that dies leaves it to the watchdog, which queues
+# the next attempt. A run may take days: the trainer's lease, not this timeout, finds the dead.
+TRAIN_JOB = register(
+    Task(
+        "train_job",
+        key="train:{0}:{1}",
+        queue=TRAINER_QUEUE,
+        timeout=7 * 24 * 3600.0,
+        max_tries=1,
+    )
+)
+# Queues the next attempt of a job whose trainer stopped renewing its lease, or whose queued
+# attempt was lost.
+WATCH_TRAINING = register(
+    Task("watch_training", max_tries=1, carries_request=False, on_the_clock=(5, 15, 25, 35, 45, 55))
 )
 
 # --- Effects: what follows a change (service.effects) -------------------------------------------

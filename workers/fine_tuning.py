@@ -35,6 +35,7 @@ from service.jobs.records import (
 from service.jobs.transitions import InvalidTransition, jobs, record, release, transition, update
 from service.providers import classify
 from service.store import now
+from workers import local_jobs
 from workers.context import WorkerContext
 from workers.upload import Busy
 
@@ -415,6 +416,8 @@ async def refresh_job(w: WorkerContext, job_id: str) -> None:
     job = await jobs(w.redis).get(job_id)
     if job is None or job.status in TERMINAL or job.upstream_job_id is None:
         return
+    if w.settings.trains_locally(job.provider):
+        return  # its trainer reports every change itself
     upstream = await _client(w, job).fine_tuning.jobs.retrieve(job.upstream_job_id)
     await mirror(w, job, upstream)
     log.info("job.refreshed", job=job_id, upstream_status=upstream.status)
@@ -610,6 +613,9 @@ async def cancel_upstream_job(w: WorkerContext, job_id: str) -> None:
     """Cancel the upstream job and mirror it; before one exists, cancel the job alone."""
     job = await jobs(w.redis).get(job_id)
     if job is None or job.status in TERMINAL:
+        return
+    if w.settings.trains_locally(job.provider):
+        await local_jobs.cancel(w, job_id)
         return
     if job.upstream_job_id is None:
         key = create_lock_key(job_id)

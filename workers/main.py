@@ -29,7 +29,7 @@ from service.queue import QUEUE_NAME, Queue, deserialize_job, redis_settings, se
 from service.settings import Settings
 from service.tasks import CONTROL_QUEUE, Task
 from service.webhooks.addresses import DEFAULT_RESOLVE_TIMEOUT
-from workers import evaluations, fine_tuning, relay, upload, webhooks
+from workers import evaluations, fine_tuning, local_jobs, relay, upload, webhooks
 from workers.context import CTX_KEY, Core, JobContext, WorkerContext, arq_cron, arq_function
 from workers.supervisor import supervise
 
@@ -150,6 +150,11 @@ async def poll_provider(ctx: JobContext, provider: str) -> None:
     raise Retry(defer=fine_tuning.next_pass_in(w, provider))
 
 
+async def watch_training(ctx: JobContext) -> None:
+    """Hand the jobs of dead trainers (and lost queued attempts) to the trainers again."""
+    await local_jobs.watch(ctx.worker)
+
+
 async def resume_unfinished(w: WorkerContext) -> None:
     """At start-up: every unfinished job gets its next step again (fixed ids collapse repeats)."""
     raw = await w.redis.smembers(UNFINISHED_KEY)  # type: ignore[misc]
@@ -160,6 +165,8 @@ async def resume_unfinished(w: WorkerContext) -> None:
             await w.redis.srem(UNFINISHED_KEY, job_id)  # type: ignore[misc]
         elif job.upstream_job_id is None:
             await w.queue.enqueue(tasks.UPLOAD_JOB_FILES, job_id)
+        elif w.settings.trains_locally(job.provider):
+            pass  # the trainers and the watchdog carry on with it
         else:
             await w.redis.zadd(active_key(job.provider), {job_id: job.created_at})
             providers.add(job.provider)
@@ -184,6 +191,7 @@ FUNCTIONS: dict[Task, Core] = {
     tasks.DELIVER_WEBHOOK: webhooks.deliver_webhook,
     tasks.RUN_EVALUATION: evaluations.run_evaluation,
     tasks.START_PROMOTION: evaluations.start_promotion,
+    tasks.WATCH_TRAINING: watch_training,
 }
 
 

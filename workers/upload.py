@@ -12,6 +12,7 @@ from service.datasets.records import content_path
 from service.jobs.records import TERMINAL
 from service.jobs.transitions import InvalidTransition, jobs, redis_lock, transition, update
 from service.store import PREFIX
+from workers import local_jobs
 from workers.context import WorkerContext
 
 log = structlog.get_logger("burro.worker")
@@ -89,6 +90,9 @@ async def upload_job_files(w: WorkerContext, job_id: str) -> None:
     """Put the job's datasets upstream, then hand over to the create step. Safe to repeat."""
     job = await jobs(w.redis).get(job_id)
     if job is None or job.status in TERMINAL:
+        return
+    if w.settings.trains_locally(job.provider):
+        await local_jobs.start(w, job)
         return
     if job.upstream_job_id is None and not (job.training_file and job.status == "uploading"):
         if job.status == "pending":

@@ -196,7 +196,7 @@ async def resolve_baseline(
     models or aliases, or a base model of the table (provider None: the fine-tuned model's).
     422 naming `param` for anything else."""
     try:
-        found = await resolve(redis, settings, tenant, name)
+        found = await resolve(redis, settings, tenant, name, models=models)
         return found.model, found.provider, found.base_model
     except ModelNotFound:
         if name.startswith("ft:") or models.get(name) is None:

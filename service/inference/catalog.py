@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from service.errors import NotFound
+from service.models import ModelTable
 from service.settings import Settings
 from service.store import PREFIX, now
 
@@ -26,6 +27,7 @@ __all__ = [
     "Target",
     "catalog_key",
     "encode_target",
+    "register_checkpoint",
     "register_model",
     "registered",
     "resolve",
@@ -109,6 +111,16 @@ async def register_model(
         await pipe.execute()
 
 
+async def register_checkpoint(
+    redis: Redis, *, tenant: str, job_id: str, model: str, provider: str, base_model: str
+) -> None:
+    """Make a checkpoint of a job (`…:ckpt-step-N`) servable to `tenant` by its name."""
+    entry = encode_target(
+        Target(model=model, provider=provider, job_id=job_id, base_model=base_model, created=now())
+    )
+    await redis.hsetnx(catalog_key(tenant), f"m:{model}", entry)  # type: ignore[misc, arg-type]
+
+
 async def registered(redis: Redis, tenant: str, job_id: str) -> Target | None:
     """The model a job of `tenant` produced, once the job has succeeded."""
     raw = await redis.hget(catalog_key(tenant), f"j:{job_id}")  # type: ignore[misc]
@@ -122,9 +134,11 @@ async def resolve(
     name: str,
     *,
     limiter: Limiter | None = None,
+    models: ModelTable | None = None,
 ) -> Target:
     """Where `name` goes for `tenant`: one of its fine-tuned models, job ids or aliases, else a
-    base model that `settings.allowed_base_models` lists (on the default provider).
+    base model that `settings.allowed_base_models` lists (on the default provider), or one of
+    the local base models of `models` (on its own provider).
 
     Raises ModelNotFound otherwise; another tenant's names are simply not in this tenant's
     catalog, so they are not found either. With `limiter`, the request is booked against the
@@ -140,6 +154,10 @@ async def resolve(
             return decode_target(raw)
     if name in settings.allowed_base_models:
         return Target(model=name, provider=settings.default_provider, job_id=None, base_model=name)
+    info = models.get(name) if models is not None and not name.startswith("ft:") else None
+    if info is not None and info.weights is not None and info.provider is not None:
+        # Burro's own base models answer every tenant: they cost nobody an upstream bill.
+        return Target(model=info.name, provider=info.provider, job_id=None, base_model=info.name)
     raise ModelNotFound(name)
 
 

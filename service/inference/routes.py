@@ -84,7 +84,12 @@ async def chat_completions_app(scope: Scope, receive: Receive, send: Send) -> No
     head = read_head(body)
     try:
         target = await resolve(
-            resources.redis, resources.settings, tenant, head.model, limiter=resources.limiter
+            resources.redis,
+            resources.settings,
+            tenant,
+            head.model,
+            limiter=resources.limiter,
+            models=resources.models,
         )
     except ModelNotFound:
         raise await _explained(resources, tenant, head.model) from None
@@ -194,6 +199,11 @@ async def list_models(resources: UsesResources, tenant: Tenant) -> ModelList:
         Model(id=name, object="model", created=0, owned_by="system")
         for name in resources.settings.allowed_base_models
     ]
+    data += [
+        Model(id=info.name, object="model", created=0, owned_by="burro")
+        for info in resources.models
+        if info.weights is not None and info.provider is not None
+    ]
     return ModelList(object="list", data=data)
 
 
@@ -202,7 +212,9 @@ async def retrieve_model(
     resources: UsesResources, tenant: Tenant, model_id: FromPath[str]
 ) -> Model:
     try:
-        target = await resolve(resources.redis, resources.settings, tenant, model_id)
+        target = await resolve(
+            resources.redis, resources.settings, tenant, model_id, models=resources.models
+        )
     except ModelNotFound:
         raise await _explained(resources, tenant, model_id) from None
     owner = "system" if target.job_id is None else tenant

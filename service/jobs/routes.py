@@ -102,8 +102,8 @@ async def _build_job(
 ) -> Job:
     """Check every field of the request (422 naming the field and why) and make the record."""
     settings = resources.settings
-    provider = rules.check_provider(settings, data.provider)
-    info = rules.check_model(resources.models, data.model, provider, today())
+    provider = rules.check_provider(settings, data.provider, resources.models, data.model)
+    info = rules.check_model(resources.models, data.model, provider, today(), settings)
     if data.promote_to is not None:
         check_alias_name(
             data.promote_to, resources.models, settings.allowed_base_models, param="promote_to"

@@ -26,9 +26,13 @@ from service.settings import Settings
 OPENAI_PROVIDER = "openai"
 
 
-def check_provider(settings: Settings, name: str | None) -> str:
-    """The provider the job runs on (the default when `name` is None), configured and usable."""
-    provider = name or settings.default_provider
+def check_provider(
+    settings: Settings, name: str | None, models: ModelTable | None = None, model: str = ""
+) -> str:
+    """The provider the job runs on, configured and usable: `name`, else the one the model
+    table says trains `model`, else the deployment's default."""
+    info = models.get(model) if models is not None else None
+    provider = name or (info.provider if info is not None else None) or settings.default_provider
     configured = settings.provider(provider)
     if configured is None:
         raise Unprocessable(
@@ -41,7 +45,9 @@ def check_provider(settings: Settings, name: str | None) -> str:
     return provider
 
 
-def check_model(models: ModelTable, model: str, provider: str, today: datetime.date) -> ModelInfo:
+def check_model(
+    models: ModelTable, model: str, provider: str, today: datetime.date, settings: Settings
+) -> ModelInfo:
     """The table's entry for `model` (or its base), which must still train on `provider`."""
     info = models.get(model)
     if info is None:
@@ -49,6 +55,13 @@ def check_model(models: ModelTable, model: str, provider: str, today: datetime.d
     retired = retirement_note(models, model, today)
     if retired is not None:
         raise Unprocessable(f"model: {retired} It cannot be fine-tuned.", param="model")
+    if (info.weights is not None) != settings.trains_locally(provider):
+        where = "Burro's own trainers" if info.weights is not None else "a hosted provider"
+        raise Unprocessable(
+            f"provider: {info.name} is trained by {where}, not by {provider!r}"
+            + (f" (use {info.provider!r})." if info.provider else "."),
+            param="provider",
+        )
     if provider == OPENAI_PROVIDER:
         closed = models.training_closed(model, today)
         if closed is not None:

@@ -52,18 +52,9 @@ _AT_PATH = re.compile(r" - at `\$\.([^`]*)`$")
 
 
 def trained_by(models: ModelTable, model: str) -> str | None:
-    """The provider the model table says trains `model`, when its entry says: a `provider`, or
-    the first of `providers` (fields a model table may grow; today's entries have neither)."""
+    """The provider the model table says trains `model`, when its entry names one."""
     info = models.get(model)
-    if info is None:
-        return None
-    provider = getattr(info, "provider", None)
-    if isinstance(provider, str) and provider:
-        return provider
-    providers = getattr(info, "providers", None)
-    if providers and isinstance(providers[0], str):
-        return providers[0]
-    return None
+    return info.provider if info is not None else None
 
 
 def _requested_hyperparameters(

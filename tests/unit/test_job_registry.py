@@ -15,11 +15,15 @@ from service.queue import QUEUE_NAME
 from service.settings import Settings
 from service.tasks import CONTROL_QUEUE, TASKS, Task
 from tests.support import ROOT
+from trainer import worker as trainer_worker
 from workers.main import FUNCTIONS, worker_settings
 
-PACKAGES = ("service", "workers", "burro", "sandbox")
+PACKAGES = ("service", "workers", "burro", "sandbox", "trainer")
 # The functions of the worker that serves each queue (a new queue adds its worker here).
-WORKERS: dict[str, dict[Task, Any]] = {CONTROL_QUEUE: FUNCTIONS}
+WORKERS: dict[str, dict[Task, Any]] = {
+    CONTROL_QUEUE: FUNCTIONS,
+    tasks.TRAINER_QUEUE: trainer_worker.FUNCTIONS,
+}
 
 
 def _sources() -> list[tuple[Path, ast.Module]]:
@@ -51,6 +55,16 @@ def test_the_worker_registers_exactly_the_tasks_of_its_queue_under_their_names()
     assert len(names) == len(set(names))
     assert set(FUNCTIONS) == set(tasks.on_queue(CONTROL_QUEUE))
     assert worker.queue_name == CONTROL_QUEUE == QUEUE_NAME
+
+
+def test_a_trainer_serves_the_trainers_queue_one_job_at_a_time() -> None:
+    trainer: Any = trainer_worker.worker_settings(Settings(redis_url="redis://127.0.0.1:1/0"))
+
+    assert [f.name for f in trainer.functions] == [
+        t.name for t in tasks.on_queue(tasks.TRAINER_QUEUE)
+    ]
+    assert trainer.queue_name == tasks.TRAINER_QUEUE != CONTROL_QUEUE
+    assert trainer.max_jobs == 1
 
 
 def test_every_enqueue_in_the_code_names_a_registered_task() -> None:

@@ -13,9 +13,16 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["AdapterResolver", "DirectoryResolver", "MappingResolver", "is_adapter_dir"]
+__all__ = [
+    "AdapterResolver",
+    "DirectoryResolver",
+    "MappingResolver",
+    "RunResolver",
+    "is_adapter_dir",
+]
 
 _CHECKPOINT = re.compile(r"^(?P<model>.+):ckpt-step-(?P<step>\d+)$")
+_LOCAL_MODEL_PARTS = 5  # ft:BASE:TENANT:SUFFIX:JOB
 
 
 class AdapterResolver(Protocol):
@@ -84,3 +91,32 @@ class DirectoryResolver:
         if not model or "/" in model or "\\" in model or model in (".", ".."):
             return self.root / "\0invalid"
         return self.root / model
+
+
+class RunResolver:
+    """Adapters of local jobs, found by the job id in their model name.
+
+    A local job's model is `ft:BASE:TENANT:SUFFIX:JOB` (`service.jobs.local`), and its run lives
+    in `root/JOB`: the final adapter in `adapter/`, each checkpoint in `checkpoint-N/`. Only
+    models trained on `base` resolve: an adapter belongs to the weights it was trained on.
+    """
+
+    def __init__(self, root: Path, base: str) -> None:
+        self.root = root
+        self.base = base
+
+    def resolve(self, model: str) -> Path | None:
+        match = _CHECKPOINT.match(model)
+        name = match["model"] if match else model
+        parts = name.split(":")
+        if len(parts) != _LOCAL_MODEL_PARTS or parts[0] != "ft" or parts[1] != self.base:
+            return None
+        job = parts[4]
+        if not job or "/" in job or job.startswith("."):
+            return None
+        leaf = f"checkpoint-{int(match['step'])}" if match else "adapter"
+        path = self.root / job / leaf
+        return path if is_adapter_dir(path) else None
+
+    def models(self) -> Iterable[str]:
+        return []  # the catalog in Redis lists a tenant's models; this server lists its base

@@ -26,7 +26,8 @@ TABLE = ModelTable.load()
 TODAY = datetime.date(2026, 12, 2)
 VALID = {"training_dataset": "ds_1", "model": BASE_MODEL}
 SANDBOX = ProviderSettings(name="sandbox", base_url="http://127.0.0.1:9/v1", api_key="x")
-SETTINGS = Settings(providers=(SANDBOX,), default_provider="sandbox")
+LOCAL = ProviderSettings(name="local", kind="local", base_url="http://127.0.0.1:9/v1")
+SETTINGS = Settings(providers=(SANDBOX, LOCAL), default_provider="sandbox")
 
 
 def decode(**changes: Any) -> JobCreate:
@@ -109,7 +110,7 @@ def test_the_openai_provider_without_a_key_is_refused() -> None:
 
 def test_a_model_outside_the_table_cannot_be_fine_tuned() -> None:
     with refused("model") as caught:
-        rules.check_model(TABLE, "dall-e-3", "sandbox", TODAY)
+        rules.check_model(TABLE, "dall-e-3", "sandbox", TODAY, SETTINGS)
     assert "cannot be fine-tuned" in str(caught.value)
 
 
@@ -119,16 +120,16 @@ def test_a_retired_model_is_refused_saying_since_when(tmp_path: Path) -> None:
     table = ModelTable.load(path)
     for model in ("babbage-ft-2023", "ft:babbage-ft-2023:acme:x:abc"):  # `ft:` by its base
         with refused("model") as caught:
-            rules.check_model(table, model, "sandbox", TODAY)
+            rules.check_model(table, model, "sandbox", TODAY, SETTINGS)
         assert "retired on 2024-10-27" in str(caught.value)
 
 
 def test_openai_refuses_a_model_after_its_training_ended_other_providers_do_not() -> None:
     after = datetime.date(2027, 1, 6)
     with pytest.raises(Unprocessable, match="OpenAI closed new fine-tuning jobs"):
-        rules.check_model(TABLE, BASE_MODEL, "openai", after)
-    assert rules.check_model(TABLE, BASE_MODEL, "sandbox", after).name == BASE_MODEL
-    assert rules.check_model(TABLE, BASE_MODEL, "openai", TODAY).name == BASE_MODEL
+        rules.check_model(TABLE, BASE_MODEL, "openai", after, SETTINGS)
+    assert rules.check_model(TABLE, BASE_MODEL, "sandbox", after, SETTINGS).name == BASE_MODEL
+    assert rules.check_model(TABLE, BASE_MODEL, "openai", TODAY, SETTINGS).name == BASE_MODEL
 
 
 # --- Method and datasets ---------------------------------------------------------------------
@@ -204,3 +205,15 @@ def test_a_private_webhook_address_is_refused_unless_allowed() -> None:
     with pytest.raises(Unprocessable, match="loopback"):
         asyncio.run(check_webhook_url("http://127.0.0.1/hook", allow_private=False))
     asyncio.run(check_webhook_url("http://127.0.0.1/hook", allow_private=True))
+
+
+def test_a_model_the_table_says_trains_locally_goes_to_the_local_trainers() -> None:
+    assert rules.check_provider(SETTINGS, None, TABLE, "SmolLM2-135M-Instruct") == "local"
+    assert rules.check_provider(SETTINGS, None, TABLE, BASE_MODEL) == "sandbox"
+
+
+def test_a_local_model_on_a_hosted_provider_is_refused_naming_the_right_one() -> None:
+    with pytest.raises(Unprocessable, match=r"trained by Burro's own trainers.*'local'"):
+        rules.check_model(TABLE, "SmolLM2-135M-Instruct", "sandbox", TODAY, SETTINGS)
+    with pytest.raises(Unprocessable, match="trained by a hosted provider"):
+        rules.check_model(TABLE, BASE_MODEL, "local", TODAY, SETTINGS)
