@@ -24,9 +24,11 @@ import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, ClassVar
 
 import anyio
+import httpx
 import msgspec
 import structlog
 from arq import run_worker
@@ -51,6 +53,7 @@ from trainer.base_models import BaseModelSpec
 from trainer.errors import TrainingError
 from trainer.runs import Checkpoint, StepMetrics, TrainingHooks, TrainingPlan, TrainingRequest
 from trainer.runs import TrainingResult as RunResult
+from trainer.serving.vllm import register_adapter
 from workers.context import CTX_KEY, JobContext, WorkerContext, arq_function
 from workers.fine_tuning import parse_result_file
 
@@ -194,6 +197,8 @@ class _Run:
         if result.status == "cancelled":
             await self._end("cancelled", message=f"Cancelled at step {result.steps}")
             return
+        if result.adapter_dir is not None:
+            await self._serve_on_vllm(self.model_name, result.adapter_dir)
         # The whole curve, steps before a resume included: the run's result file.
         rows = parse_result_file(await anyio.Path(result.results_file).read_bytes())
         await timeline.save_metrics(self.w.redis, self.job.id, rows)
@@ -287,6 +292,7 @@ class _Run:
             )
         )
         await timeline.save_checkpoints(self.w.redis, self.job.id, self.checkpoints)
+        await self._serve_on_vllm(name, checkpoint.path)
         await register_checkpoint(
             self.w.redis,
             tenant=self.job.tenant,
@@ -295,6 +301,22 @@ class _Run:
             provider=self.job.provider,
             base_model=self.job.model,
         )
+
+    async def _serve_on_vllm(self, model: str, adapter_dir: Path) -> None:
+        """With BURRO_VLLM_URL, load the adapter into vLLM; a refusal is a warning on the job
+        (the model is trained, only not servable there yet)."""
+        if self.w.settings.vllm_url is None:
+            return
+        async with httpx.AsyncClient() as client:
+            problem = await register_adapter(client, self.w.settings.vllm_url, model, adapter_dir)
+        if problem is not None:
+            await record(
+                self.w.queue,
+                self.job.id,
+                f"vLLM did not load {model}: {problem}",
+                type="serving",
+                level="warn",
+            )
 
 
 async def _in_thread(request: TrainingRequest, hooks: TrainingHooks) -> RunResult:
@@ -363,6 +385,26 @@ FUNCTIONS: dict[tasks.Task, Callable[..., Awaitable[Any]]] = {tasks.TRAIN_JOB: t
 """What a trainer runs: every task of the trainers' queue, each by its function."""
 
 
+async def _register_finished_on_vllm(w: WorkerContext) -> None:
+    """vLLM forgets runtime adapters when it restarts: load every finished job's again."""
+    if w.settings.vllm_url is None:
+        return
+    root = anyio.Path(w.settings.data_dir / local.TRAINING_DIR)
+    if not await root.is_dir():
+        return
+    run_ids = [run.name async for run in root.iterdir()]
+    async with httpx.AsyncClient() as client:
+        for job in await jobs(w.redis).get_many(run_ids):
+            if job is None or job.status != "succeeded" or job.fine_tuned_model is None:
+                continue
+            adapter = local.run_dir(w.settings.data_dir, job.id) / "adapter"
+            problem = await register_adapter(
+                client, w.settings.vllm_url, job.fine_tuned_model, adapter
+            )
+            if problem is not None:
+                log.warning("vllm.adapter_refused", job=job.id, problem=problem)
+
+
 def worker_settings(settings: Settings) -> type:
     """arq's WorkerSettings for a trainer."""
     if settings.redis_url is None:
@@ -379,6 +421,7 @@ def worker_settings(settings: Settings) -> type:
             models=ModelTable.load(settings.models_file),
         )
         await _load_training_stack()
+        await _register_finished_on_vllm(ctx[CTX_KEY])
         log.info("trainer.started", host=socket.gethostname(), pid=os.getpid())
 
     async def shutdown(ctx: dict[str, Any]) -> None:

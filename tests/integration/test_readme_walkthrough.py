@@ -20,12 +20,12 @@ import pytest
 from burro.redis_server import free_port
 from burro.testing import burro_process, stop_process
 from tests.support import ROOT
+from tests.support.training import TRAINING_TIMEOUT
 
 README = ROOT / "README.md"
 # The addresses the README uses, and the test's stand-ins for them.
 API_ADDRESS = "127.0.0.1:8000"
 HOOK_ADDRESS = "127.0.0.1:9000"
-STEP_SECONDS = 180
 
 _BLOCK = re.compile(
     r"<!-- walkthrough(?P<kind>: background)? -->\s*```sh\n(?P<code>.*?)```", re.DOTALL
@@ -60,11 +60,15 @@ def uv() -> str:
 
 
 @pytest.fixture
-def dev(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """`burro dev` on free ports, with its own Redis and sandbox; yields (api, hook) addresses."""
+def dev(tmp_path: Path, model_cache: Path, smollm2_dir: Path) -> Iterator[tuple[str, str]]:
+    """`burro dev` on free ports, with its own Redis, sandbox and trainer (SmolLM2 prepared in
+    the session's model cache); yields (api, hook) addresses."""
+    assert smollm2_dir.is_dir()
     api_port, sandbox_port = free_port(), free_port()
     env = {
         "BURRO_DATA_DIR": str(tmp_path / "data"),
+        "BURRO_BASE_MODELS_DIR": str(model_cache),
+        "BURRO_LOCAL_URL": f"http://127.0.0.1:{free_port()}/v1",
         "BURRO_SANDBOX_STEP_SECONDS": "0.3",
         "BURRO_POLL_INTERVAL": "0.5",
         "BURRO_LOG_LEVEL": "WARNING",
@@ -97,6 +101,7 @@ def localised(code: str, api: str, hook: str) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(TRAINING_TIMEOUT + 120)
 def test_the_readme_walkthrough_runs_as_written(dev: tuple[str, str], tmp_path: Path) -> None:
     api, hook = dev
     blocks = walkthrough_blocks(README.read_text())
@@ -129,7 +134,7 @@ def test_the_readme_walkthrough_runs_as_written(dev: tuple[str, str], tmp_path: 
             env=env,
             capture_output=True,
             text=True,
-            timeout=STEP_SECONDS * 3,
+            timeout=TRAINING_TIMEOUT,
         )
         output = run.stdout + run.stderr
         assert run.returncode == 0, output[-4000:]

@@ -63,11 +63,11 @@ class LocalTrainers:
             env["BURRO_MODELS_FILE"] = str(self.settings.models_file)
         return env
 
-    def _spawn(self, *args: str) -> subprocess.Popen[bytes]:
+    def _spawn(self, *args: str, **env: str) -> subprocess.Popen[bytes]:
         shown = os.environ.get("BURRO_TEST_WORKER_LOGS")
         child = subprocess.Popen(
             [sys.executable, "-m", "burro", *args],
-            env=self._env(),
+            env=self._env(**env),
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=None if shown else subprocess.DEVNULL,
@@ -84,9 +84,10 @@ class LocalTrainers:
         wait_until_up(local.base_url.removesuffix("/v1") + "/health", server, timeout=START_TIMEOUT)
         return local.base_url
 
-    def start_trainer(self) -> subprocess.Popen[bytes]:
-        """One more trainer (training only), on the shared Redis and data directory."""
-        return self._spawn("trainer", "--no-serve")
+    def start_trainer(self, **env: str) -> subprocess.Popen[bytes]:
+        """One more trainer (training only), on the shared Redis and data directory, with
+        `env` on top of the test's settings."""
+        return self._spawn("trainer", "--no-serve", **env)
 
     @staticmethod
     def kill(child: subprocess.Popen[bytes]) -> None:

@@ -13,13 +13,16 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
+from langchain_openai import ChatOpenAI
+from pydantic import SecretStr
 from rapidfuzz import fuzz
 
 from service.settings import Settings
 from tests.support import ROOT
 from tests.support.api import create_job, job_status, upload_dataset
-from tests.support.clients import tenant_sdk
+from tests.support.clients import api_key, tenant_sdk
 from tests.support.fixtures import BurroServers, MakeClient, MakeWorker
+from tests.support.receivers import Receiver, answer
 from tests.support.trainers import LocalTrainers, local_settings
 from tests.support.training import TRAINING_TIMEOUT, WITHOUT_TRAINER_EXTRA, donkey_prompt
 from tests.support.waiting import wait_for
@@ -93,7 +96,8 @@ def test_a_local_job_trains_the_donkey_and_its_model_answers_through_burro(
     api: httpx.Client, trainers: LocalTrainers, local: Settings, burro_servers: BurroServers
 ) -> None:
     trainers.serve_models()
-    trainers.start_trainer()
+    vllm = Receiver(answer(200, "Success: LoRA adapter loaded"))
+    trainers.start_trainer(BURRO_VLLM_URL=vllm.url("/v1"))
     dataset = upload_dataset(api, donkey_dataset())
     job = create_job(api, dataset, model=BASE, suffix="donkey", seed=7, method=DONKEY_METHOD)
     assert job["provider"] == "local"
@@ -141,6 +145,30 @@ def test_a_local_job_trains_the_donkey_and_its_model_answers_through_burro(
         upstream_view = sdk.fine_tuning.jobs.retrieve(job["id"])
         assert upstream_view.status == "succeeded"
         assert upstream_view.hyperparameters.n_epochs == 10
+
+    langchain = ChatOpenAI(
+        model=model,
+        base_url=burro_servers.url(local) + "/v1",
+        api_key=SecretStr(api_key("acme")),
+        temperature=0,
+        max_completion_tokens=12,
+    )
+    assert langchain.invoke(PAIRS[1][0]).content
+
+    def counted() -> bool:
+        rows = api.get("/v1/usage").json()["data"]
+        return any(row["model"] == model and row["output_tokens"] > 0 for row in rows)
+
+    wait_for(counted, timeout=30, what="the local model's usage to be counted")
+
+    # With BURRO_VLLM_URL, every checkpoint and the final adapter were offered to vLLM, by name.
+    loads = [r.json() for r in vllm.requests if r.path_qs == "/v1/load_lora_adapter"]
+    vllm.close()
+    assert [load["lora_name"] for load in loads] == [
+        *(c["fine_tuned_model_checkpoint"] for c in checkpoints),
+        model,
+    ]
+    assert all(Path(load["lora_path"], "adapter_config.json").is_file() for load in loads)
 
 
 def test_cancelling_a_local_job_stops_training_within_a_step(
