@@ -10,7 +10,8 @@ once as a plain TRL `SFTTrainer` + PEFT script. Each run is its own process, so 
 median counts. Targets: Burro's wall time at most 1.10x the script's, final loss within 2%.
 
 Generation: tokens/s of greedy answers from the same adapter through the model server (HTTP,
-the openai SDK) and through plain `generate()` on a PEFT model; and through llama.cpp when
+the openai SDK), through Burro's chat endpoint in front of it (what a caller of a local model
+gets), and through plain `generate()` on a PEFT model; and through llama.cpp when
 `llama_cpp` is importable (`uv run --with llama-cpp-python python bench/train.py`, a source
 build of a few minutes), with the adapter converted by llama.cpp's `convert_lora_to_gguf.py`.
 
@@ -191,6 +192,7 @@ def generation(adapter: Path, tokens: int, threads: int | None) -> dict[str, flo
             )
             assert answer.usage is not None
             figures[name] = answer.usage.completion_tokens / (time.perf_counter() - started)
+        figures.update(through_burro(url + "/v1", tokens))
     del engine
 
     tokenizer = load_tokenizer(SMOLLM2_135M, model_dir)
@@ -216,6 +218,57 @@ def generation(adapter: Path, tokens: int, threads: int | None) -> dict[str, flo
     figures["plain_generate_adapter"] = made / (time.perf_counter() - started)
     figures.update(llama_cpp_speed(adapter, model_dir, tokens, threads))
     return figures
+
+
+def through_burro(model_server: str, tokens: int) -> dict[str, float]:
+    """The same adapter through Burro's own chat endpoint: the API (auth, the catalog look-up,
+    usage) proxying to the model server, as a caller sees a local model."""
+    import asyncio
+
+    import openai
+    from redis.asyncio import Redis
+
+    from burro.redis_server import RedisServer
+    from burro.testing import serve_in_thread
+    from service.app import create_app as create_api
+    from service.inference.catalog import register_model
+    from service.settings import ProviderSettings, Settings
+
+    async def register(url: str) -> None:
+        async with Redis.from_url(url) as redis:
+            await register_model(
+                redis,
+                tenant="bench",
+                job_id="job_bench",
+                model="donkey",
+                provider="local",
+                base_model=SMOLLM2_135M.name,
+            )
+
+    with RedisServer(data_dir=Path(tempfile.mkdtemp())) as redis_server:
+        settings = Settings(
+            redis_url=redis_server.url,
+            data_dir=Path(tempfile.mkdtemp()),
+            api_keys=(("bench", "bench-key"),),
+            providers=(ProviderSettings(name="local", kind="local", base_url=model_server),),
+            rate_limit=0,
+            log_level="WARNING",
+        )
+        asyncio.run(register(redis_server.url))
+        with (
+            serve_in_thread(create_api(settings, configure_logs=False)) as burro,
+            openai.OpenAI(base_url=burro + "/v1", api_key="bench-key", timeout=600) as client,
+        ):
+            client.chat.completions.create(model="donkey", messages=PROMPT, max_tokens=4)
+            started = time.perf_counter()
+            answer = client.chat.completions.create(
+                model="donkey", messages=PROMPT, max_tokens=tokens, temperature=0
+            )
+            assert answer.usage is not None
+            return {
+                "burro_chat_adapter": answer.usage.completion_tokens
+                / (time.perf_counter() - started)
+            }
 
 
 def llama_cpp_speed(

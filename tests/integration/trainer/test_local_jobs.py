@@ -14,6 +14,7 @@ import httpx
 import msgspec
 import pytest
 from langchain_openai import ChatOpenAI
+from openai.types.fine_tuning import FineTuningJob
 from pydantic import SecretStr
 from rapidfuzz import fuzz
 
@@ -241,3 +242,53 @@ def test_a_base_model_that_cannot_be_loaded_fails_the_job_with_a_clear_code(
     assert done["status"] == "failed"
     assert done["error"]["code"] == "base_model_unavailable"
     assert "missing.gguf" in done["error"]["message"]
+
+
+def test_the_openai_sdk_fine_tunes_a_local_model_with_its_own_calls(
+    api: httpx.Client, trainers: LocalTrainers, local: Settings, burro_servers: BurroServers
+) -> None:
+    """OpenAI's tutorial, unchanged but for `base_url`, on a model Burro trains itself."""
+    trainers.serve_models()
+    trainers.start_trainer()
+    with tenant_sdk(burro_servers.url(local), "acme") as sdk:
+        training = sdk.files.create(file=("donkey.jsonl", donkey_dataset()), purpose="fine-tune")
+        created = sdk.fine_tuning.jobs.create(
+            training_file=training.id,
+            model=BASE,
+            suffix="sdk",
+            seed=3,
+            method={
+                "type": "supervised",
+                "supervised": {"hyperparameters": {"n_epochs": 2, "batch_size": 4}},
+            },
+        )
+        assert created.status == "validating_files"
+
+        def finished() -> FineTuningJob | None:
+            job = sdk.fine_tuning.jobs.retrieve(created.id)
+            return job if job.status in ("succeeded", "failed", "cancelled") else None
+
+        job = wait_for(finished, timeout=TRAINED_WITHIN, what="the SDK's job to finish")
+        assert job.status == "succeeded", job.error
+        assert job.fine_tuned_model == f"ft:{BASE}:acme:sdk:{created.id}"
+        assert job.hyperparameters.n_epochs == 2
+        assert job.hyperparameters.batch_size == 4
+
+        newest_first = list(sdk.fine_tuning.jobs.list_events(created.id, limit=100))
+        assert newest_first[0].created_at >= newest_first[-1].created_at
+        assert any(e.message.startswith("step 6/6: train loss") for e in newest_first)
+        checkpoints = list(sdk.fine_tuning.jobs.checkpoints.list(created.id))
+        assert sorted(c.step_number for c in checkpoints) == [3, 6]
+
+        result = sdk.files.content(job.result_files[0]).text
+        assert result.splitlines()[0].startswith("step,train_loss")
+        assert len(result.strip().splitlines()) == 1 + 6
+
+        reply = sdk.chat.completions.create(
+            model=job.fine_tuned_model,
+            messages=donkey_prompt(PAIRS[0][0]),
+            temperature=0,
+            max_tokens=8,
+        )
+        assert reply.choices[0].message.content
+        assert reply.model == job.fine_tuned_model
