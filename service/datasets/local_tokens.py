@@ -228,7 +228,9 @@ def _gguf_tokenizer(path: Path) -> tuple[Tokenizer, str | None, dict[str, str]]:
     }
     # As transformers: control tokens (spelled in the byte alphabet) and the named special
     # tokens match whole in text; so do user-defined ones.
-    control = [t for t, k in zip(tokens, types, strict=False) if k == _CONTROL and set(t) <= alphabet]
+    control = [
+        t for t, k in zip(tokens, types, strict=False) if k == _CONTROL and set(t) <= alphabet
+    ]
     tokenizer.add_special_tokens(
         [
             AddedToken(t, normalized=False, special=True)
@@ -270,7 +272,7 @@ class _Generation(jinja2.ext.Extension):
     """`{% generation %}…{% endgeneration %}` renders its body: templates that mark assistant
     turns for transformers' mask still render here."""
 
-    tags = frozenset({"generation"})
+    tags = {"generation"}  # noqa: RUF012 - jinja2 declares it a plain set
 
     def parse(self, parser: jinja2.parser.Parser) -> jinja2.nodes.Node:
         lineno = next(parser.stream).lineno
@@ -360,6 +362,11 @@ def _plain(message: _Message) -> Message:
     return plain
 
 
+# What rendering a template may raise on an example: its own `raise_exception`, the sandbox,
+# and Python errors from expressions on values the template did not expect.
+_TEMPLATE_FAILURES = (jinja2.TemplateError, TypeError, ValueError, KeyError, AttributeError)
+
+
 class LocalTokenizer:
     """One local model's tokenizer and chat template, ready to count examples."""
 
@@ -371,7 +378,9 @@ class LocalTokenizer:
         try:
             self._template = _compile(template)
         except jinja2.TemplateError as exc:
-            raise TokenizerUnavailable(f"the chat template of {name} does not compile: {exc}") from exc
+            raise TokenizerUnavailable(
+                f"the chat template of {name} does not compile: {exc}"
+            ) from exc
         self._special = dict(special)
 
     def render(self, messages: list[Message], tools: list[Any] | None = None) -> str:
@@ -389,15 +398,22 @@ class LocalTokenizer:
         encodings = self._tokenizer.encode_batch_fast(texts, add_special_tokens=False)
         return [len(e) for e in encodings]
 
-    def count_lines(self, lines: Sequence[bytes], *, preference: bool) -> list[int]:
-        """Tokens of each valid JSONL example (chat, or preference when `preference`)."""
+    def count_lines(self, lines: Sequence[bytes], *, preference: bool) -> list[int | str]:
+        """Tokens of each valid JSONL example (chat, or preference when `preference`); for an
+        example the chat template refuses to render, the template's error instead."""
         texts: list[str] = []
-        per_line: list[int] = []
-        for rendered in map(self._renderings_preference if preference else self._rendering, lines):
+        per_line: list[int | str] = []
+        render = self._renderings_preference if preference else self._rendering
+        for line in lines:
+            try:
+                rendered = render(line)
+            except _TEMPLATE_FAILURES as exc:  # templates raise on what they do not support
+                per_line.append(str(exc) or type(exc).__name__)
+                continue
             texts.extend(rendered)
             per_line.append(len(rendered))
         counts = iter(self.count_texts(texts))
-        return [sum(next(counts) for _ in range(n)) for n in per_line]
+        return [n if isinstance(n, str) else sum(next(counts) for _ in range(n)) for n in per_line]
 
     def _rendering(self, line: bytes) -> list[str]:
         chat = _CHAT.decode(line)
