@@ -247,14 +247,11 @@ def _directory_tokenizer(path: Path) -> tuple[Tokenizer, str | None, dict[str, s
     file = path / "tokenizer.json"
     if not file.is_file():
         raise TokenizerUnavailable(f"{path.name} has no tokenizer.json")
-    try:
-        tokenizer = Tokenizer.from_file(str(file))
-        config_file = path / "tokenizer_config.json"
-        config = json.loads(config_file.read_text()) if config_file.is_file() else {}
-        jinja_file = path / "chat_template.jinja"
-        template = jinja_file.read_text() if jinja_file.is_file() else config.get("chat_template")
-    except (OSError, ValueError, TypeError, Exception) as exc:  # tokenizers raises Exception
-        raise TokenizerUnavailable(f"cannot load {file.name} of {path.name}: {exc}") from exc
+    tokenizer = Tokenizer.from_file(str(file))
+    config_file = path / "tokenizer_config.json"
+    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    jinja_file = path / "chat_template.jinja"
+    template = jinja_file.read_text() if jinja_file.is_file() else config.get("chat_template")
     special = {}
     for name in _SPECIAL_IDS:
         value = config.get(name)
@@ -467,10 +464,17 @@ def _load(
     name: str, package: str | None, weights: str | None, chat_template: str | None
 ) -> LocalTokenizer:
     path = locate_weights(name, package, weights)
-    if path.is_dir():
-        tokenizer, template, special = _directory_tokenizer(path)
-    else:
-        tokenizer, template, special = _gguf_tokenizer(path)
+    try:
+        if path.is_dir():
+            tokenizer, template, special = _directory_tokenizer(path)
+        else:
+            tokenizer, template, special = _gguf_tokenizer(path)
+    except TokenizerUnavailable:
+        raise
+    except Exception as exc:  # tokenizers raises bare Exception; all of these mean bad files
+        raise TokenizerUnavailable(
+            f"{name}: cannot build its tokenizer from {path.name}: {exc}"
+        ) from exc
     # The trainer pads with the end-of-sequence token when the model names no padding token.
     if "pad_token" not in special and "eos_token" in special:
         special["pad_token"] = special["eos_token"]

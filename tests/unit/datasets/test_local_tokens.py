@@ -159,6 +159,18 @@ def test_a_sentencepiece_gguf_is_refused_with_what_to_do_instead(tmp_path: Path)
         get_local_tokenizer(model)
 
 
+def test_a_gguf_vocabulary_that_does_not_hold_together_is_tokenizer_unavailable(
+    tmp_path: Path,
+) -> None:
+    meta = {"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.tokens": ["a"]}  # no merges key
+    broken = gguf_file(tmp_path / "broken.gguf", {**meta, "tokenizer.ggml.merges": ["a zz"]})
+    with pytest.raises(TokenizerUnavailable, match="cannot build its tokenizer"):
+        get_local_tokenizer(local_model(package=None, weights=str(broken)))
+    no_tokens = gguf_file(tmp_path / "no-tokens.gguf", {"tokenizer.ggml.model": "gpt2"})
+    with pytest.raises(TokenizerUnavailable, match="cannot build its tokenizer"):
+        get_local_tokenizer(local_model(package=None, weights=str(no_tokens)))
+
+
 def test_weights_in_a_package_that_is_not_installed_are_tokenizer_unavailable() -> None:
     with pytest.raises(TokenizerUnavailable, match=r"'no_such_weights' .* not installed"):
         get_local_tokenizer(local_model(package="no_such_weights"))
