@@ -138,6 +138,16 @@ def test_the_gguf_reader_reads_the_metadata_the_gguf_package_reads() -> None:
     assert ours["tokenizer.ggml.token_type"] == theirs["tokenizer.ggml.token_type"].contents()
 
 
+def test_gguf_pre_tokenizer_splits_are_the_ones_transformers_uses(
+    tokenizer: PreTrainedTokenizerBase,  # transformers loaded by the session, not under the test
+) -> None:
+    from transformers.integrations.gguf import gguf_tokenizer_mapping
+
+    from service.datasets import local_tokens
+
+    assert local_tokens._SPLITS == gguf_tokenizer_mapping.GGUF_PRE_TOKENIZER_SPLITS
+
+
 def test_a_file_that_is_not_gguf_is_tokenizer_unavailable(tmp_path: Path) -> None:
     (tmp_path / "m.gguf").write_bytes(b"not a model")
     model = local_model(package=None, weights=str(tmp_path / "m.gguf"))
