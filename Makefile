@@ -65,6 +65,10 @@ openapi: ## Regenerate openapi/openapi.json from the code
 bench-validate: install ## Benchmark the dataset checks against the cookbook and bare tokenizing
 	$(UV) run python bench/validate.py
 
+.PHONY: bench-tokens
+bench-tokens: install ## Benchmark counting a dataset with tiktoken against a local model's own tokenizer
+	$(UV) run python bench/local_tokens.py
+
 .PHONY: bench-chat
 bench-chat: install ## Benchmark the chat path: direct to an upstream vs through Burro
 	$(UV) run python bench/chat.py

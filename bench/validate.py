@@ -6,7 +6,8 @@ Generates a deterministic chat JSONL file (~2.5 KB an example) in a temp dir, th
 contender in a fresh subprocess and reads that child's peak RSS from os.wait4, so the numbers
 do not pollute each other:
 - burro (1 model): DatasetCheck fed 1 MiB chunks, pricing one o200k_base model (`?model=`);
-- burro (default): the same, pricing every model (o200k_base and cl100k_base counts);
+- burro (default): the same, pricing every model (o200k_base and cl100k_base counts, and the
+  local models' own tokenizers when installed: see bench/local_tokens.py);
 - cookbook: bench/cookbook_checks.py (json.loads into a list, cl100k_base);
 - tokenize only: the texts alone, already in memory, encoded by all cores, per encoding set.
 """
@@ -14,6 +15,7 @@ do not pollute each other:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -127,12 +129,21 @@ def generate(path: Path, n: int, seed: int = 7) -> None:
 
 def run_burro(path: Path, models: list[str] | None) -> dict[str, object]:
     from service.datasets.checks import DatasetCheck
+    from service.datasets.local_tokens import TokenizerUnavailable, get_local_tokenizer
     from service.datasets.tokens import get_encoding
     from service.models import ModelTable
 
     table = ModelTable.load()
-    for name in {m.encoding for m in table if models is None or m.name in models}:
-        get_encoding(name)  # loaded once per process in a server: not part of a check's time
+    # Loaded once per process in a server: not part of a check's time.
+    for info in table:
+        if models is not None and info.name not in models:
+            continue
+        if info.encoding is not None:
+            get_encoding(info.encoding)
+        else:
+            # One that cannot load is left out of the estimates, as in the API.
+            with contextlib.suppress(TokenizerUnavailable):
+                get_local_tokenizer(info)
     start = time.perf_counter()
     check = DatasetCheck(
         kind=None, models=table, estimate_models=models, today=datetime.date(2025, 11, 26)
@@ -153,7 +164,6 @@ def run_burro(path: Path, models: list[str] | None) -> dict[str, object]:
 def run_cookbook(path: Path) -> dict[str, object]:
     sys.argv = ["cookbook_checks.py", str(path)]
     sys.path.insert(0, str(ROOT / "bench"))
-    import contextlib
     import io
 
     import cookbook_checks

@@ -20,7 +20,9 @@ class ModelInfo(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     """One fine-tunable base model, as the table file describes it."""
 
     name: str
-    encoding: Literal["o200k_base", "cl100k_base"]
+    # The tiktoken vocabulary that counts a dataset's tokens; required but for local models,
+    # which count with their own tokenizer (service.datasets.local_tokens).
+    encoding: Literal["o200k_base", "cl100k_base"] | None = None
     max_tokens_per_example: Annotated[int, msgspec.Meta(gt=0)]
     training_usd_per_1m_tokens: Price
     input_usd_per_1m_tokens: Price
@@ -38,6 +40,33 @@ class ModelInfo(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     package: str | None = None
     # A Jinja chat template replacing the model's own (local models; None: the model's).
     chat_template: str | None = None
+    # Local models: trained tokens per second of one trainer, which turns an estimate's tokens
+    # into a duration and, at BURRO_TRAINER_USD_PER_HOUR, into a cost (None: no duration).
+    trainer_tokens_per_second: Annotated[float, msgspec.Meta(gt=0)] | None = None
+
+    def __post_init__(self) -> None:
+        if self.provider == "local":
+            if self.weights is None:
+                raise msgspec.ValidationError(f"{self.name}: a local model needs `weights`")
+            if self.encoding is not None:
+                raise msgspec.ValidationError(
+                    f"{self.name}: a local model counts with its own tokenizer; drop `encoding`"
+                )
+        elif self.encoding is None:
+            raise msgspec.ValidationError(
+                f"{self.name}: `encoding` is required (o200k_base or cl100k_base) for a model "
+                "that a hosted provider trains"
+            )
+
+    @property
+    def is_local(self) -> bool:
+        """Burro's own trainer trains it, and its own tokenizer counts it."""
+        return self.provider == "local"
+
+    @property
+    def counter(self) -> str:
+        """What counts this model's tokens: its tiktoken encoding, or `local:NAME`."""
+        return self.encoding if self.encoding is not None else f"local:{self.name}"
 
 
 class RetiredModel(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

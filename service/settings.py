@@ -52,6 +52,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_burst: int = 100
     max_active_jobs: int = 0  # unfinished jobs per tenant; 0: unlimited
     monthly_budget_usd: float = 0.0  # training spend per tenant and calendar month; 0: unlimited
+    # What an hour of `burro trainer` time costs: prices local models' estimates (and so their
+    # share of the budget) from their estimated duration; 0: local training is free.
+    trainer_usd_per_hour: float = 0.0
     metrics_port: int = 0  # the worker serves /metrics on this port; 0: not at all
     # Slow or endless requests: the server closes a connection whose headers are not complete
     # after `header_timeout` s; a body that sends nothing for `body_idle_timeout` s is a 408.
@@ -113,6 +116,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             rate_limit_burst=int(env.get("BURRO_RATE_LIMIT_BURST", "100")),
             max_active_jobs=int(env.get("BURRO_MAX_ACTIVE_JOBS", "0")),
             monthly_budget_usd=float(env.get("BURRO_MONTHLY_BUDGET_USD", "0")),
+            trainer_usd_per_hour=_parse_price(env.get("BURRO_TRAINER_USD_PER_HOUR", "0")),
             metrics_port=int(env.get("BURRO_METRICS_PORT", "0")),
             header_timeout=float(env.get("BURRO_HEADER_TIMEOUT", "10")),
             body_idle_timeout=float(env.get("BURRO_BODY_IDLE_TIMEOUT", "30")),
@@ -128,6 +132,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 p.strip() for p in env.get("BURRO_FAULT_POINTS", "").split(",") if p.strip()
             ),
         )
+
+
+def _parse_price(raw: str) -> float:
+    price = float(raw)
+    if not price >= 0:  # also refuses nan
+        raise ValueError(f"BURRO_TRAINER_USD_PER_HOUR must be a price of 0 or more, not {raw!r}")
+    return price
 
 
 def _parse_api_keys(raw: str) -> tuple[tuple[str, str], ...]:

@@ -38,6 +38,7 @@ import collections
 import datetime
 import decimal
 import hashlib
+import math
 import os
 import threading
 from array import array
@@ -50,6 +51,7 @@ import tiktoken
 from msgspec import UNSET, UnsetType
 
 from service.datasets.line_bound import longest_useful_line
+from service.datasets.local_tokens import LocalTokenizer, TokenizerUnavailable, get_local_tokenizer
 from service.datasets.tokens import get_encoding
 from service.models import ModelInfo, ModelTable
 
@@ -151,6 +153,9 @@ class Estimate(msgspec.Struct, frozen=True, kw_only=True):
     trained_tokens: int
     cost_usd: float
     examples_over_limit: int
+    # Local models: how long one trainer takes for `trained_tokens`, from the model table's
+    # `trainer_tokens_per_second` (None for hosted models, or a local one without that figure).
+    duration_seconds: int | None = None
     retired: bool = False
     shutdown: str | None = None  # ISO date: the base model retires, fine-tuned ones stop serving
     training_ends: str | None = None  # ISO date: no new fine-tuning job from this day on
@@ -179,7 +184,7 @@ class TokenCounts(msgspec.Struct, frozen=True, kw_only=True):
     grows with the number of distinct lengths, not with the number of examples.
     """
 
-    encoding: str
+    encoding: str  # a tiktoken encoding, or `local:MODEL` (`ModelInfo.counter`)
     histogram: dict[int, int]  # tokens per example -> number of examples
 
     @property
@@ -205,8 +210,24 @@ def default_epochs(n_examples: int) -> int:
     return TARGET_EPOCHS
 
 
-def _cost(trained_tokens: int, usd_per_1m: float) -> float:
-    usd = decimal.Decimal(trained_tokens) * decimal.Decimal(str(usd_per_1m)) / 1_000_000
+def training_seconds(model: ModelInfo, trained_tokens: int) -> int | None:
+    """How long one trainer takes to train `trained_tokens` of local `model` (None: unknown)."""
+    if not model.is_local or model.trainer_tokens_per_second is None:
+        return None
+    return math.ceil(trained_tokens / model.trainer_tokens_per_second)
+
+
+def training_cost(model: ModelInfo, trained_tokens: int, *, trainer_usd_per_hour: float) -> float:
+    """What training `trained_tokens` of `model` costs, in dollars rounded to cents.
+
+    Hosted models: the tokens at the model's training price. Local models: that (0 in the
+    shipped table) plus their estimated duration at `trainer_usd_per_hour`.
+    """
+    usd = decimal.Decimal(trained_tokens) * decimal.Decimal(str(model.training_usd_per_1m_tokens))
+    usd /= 1_000_000
+    seconds = training_seconds(model, trained_tokens)
+    if seconds is not None:
+        usd += decimal.Decimal(seconds) * decimal.Decimal(str(trainer_usd_per_hour)) / 3600
     return float(usd.quantize(decimal.Decimal("0.01"), rounding=decimal.ROUND_HALF_UP))
 
 
@@ -241,12 +262,13 @@ def estimate(
     *,
     today: datetime.date,
     n_epochs: int | None = None,
+    trainer_usd_per_hour: float = 0.0,
 ) -> Estimate:
     """Price training `model` on a dataset, with `n_epochs` or else OpenAI's default.
 
     `source` is either the dataset's report (which must hold an estimate for `model`, as the
     default report does for every model not retired) or its `TokenCounts` in the model's
-    encoding.
+    encoding. Local models are priced by trainer time (see `training_cost`).
     """
     if isinstance(source, DatasetReport):
         known = next((e for e in source.estimates if e.model == model.name), None)
@@ -254,8 +276,8 @@ def estimate(
             raise KeyError(f"the report has no estimate for {model.name}")
         examples, billing, over = source.examples, known.billing_tokens, known.examples_over_limit
     else:
-        if source.encoding != model.encoding:
-            raise ValueError(f"{model.name} counts with {model.encoding}, not {source.encoding}")
+        if source.encoding != model.counter:
+            raise ValueError(f"{model.name} counts with {model.counter}, not {source.encoding}")
         limit = model.max_tokens_per_example
         examples = source.examples
         billing = sum(min(limit, t) * n for t, n in source.histogram.items())
@@ -268,8 +290,9 @@ def estimate(
         n_epochs=epochs,
         billing_tokens=billing,
         trained_tokens=trained,
-        cost_usd=_cost(trained, model.training_usd_per_1m_tokens),
+        cost_usd=training_cost(model, trained, trainer_usd_per_hour=trainer_usd_per_hour),
         examples_over_limit=over,
+        duration_seconds=training_seconds(model, trained),
         retired=retired,
         shutdown=model.shutdown.isoformat() if model.shutdown else None,
         training_ends=model.training_ends.isoformat() if model.training_ends else None,
@@ -649,11 +672,17 @@ class _Tally:
         self.warn_limit = warn_limit
         self.too_long = 0
         self.too_long_lines: list[int] = []
+        self.refused = _Flag()  # examples a local model's chat template would not render
+        self.refusal: str | None = None  # the template's words on the first of them
 
-    def add(self, counts: Iterable[int], lines: Iterable[int]) -> None:
+    def add(self, counts: Iterable[int | str], lines: Iterable[int]) -> None:
         hist = self.histogram
         limit = self.warn_limit
         for t, line in zip(counts, lines, strict=True):
+            if isinstance(t, str):
+                self.refused.add(line)
+                self.refusal = self.refusal or t
+                continue
             hist[t] = hist.get(t, 0) + 1
             if limit is not None and t > limit:
                 self.too_long += 1
@@ -700,6 +729,26 @@ class _Flag:
             self.lines.append(line)
 
 
+def _chosen_models(
+    models: ModelTable, names: Sequence[str] | None, today: datetime.date
+) -> list[ModelInfo]:
+    """The models named (`UnknownModel` for one not in the table), or every one still open."""
+    if names is None:
+        return [
+            m
+            for m in models
+            if not models.is_retired(m.name, today) and not models.training_closed(m.name, today)
+        ]
+    chosen: list[ModelInfo] = []
+    for name in names:
+        info = models.get(name)
+        if info is None:
+            raise UnknownModel(f"unknown model {name!r}")
+        if info not in chosen:
+            chosen.append(info)
+    return chosen
+
+
 class DatasetCheck:
     """Check one dataset as it streams in: `feed()` each chunk, then `finish()` once.
 
@@ -716,51 +765,60 @@ class DatasetCheck:
         today: datetime.date,
         max_errors: int = 100,
         max_line_bytes: int | None = None,
+        trainer_usd_per_hour: float = 0.0,
     ) -> None:
-        """Raises `UnknownModel` when `estimate_models` names a model not in `models`.
+        """Raises `UnknownModel` when `estimate_models` names a model not in `models`, and
+        `TokenizerUnavailable` when it names a local model whose tokenizer cannot be loaded.
 
         `estimate_models=None` prices every model of the table that is neither retired nor
-        closed for training on `today`; an explicit list may name those too (flagged).
+        closed for training on `today`, but for local models whose tokenizer cannot be loaded
+        here (a warning says so); an explicit list may name those too (flagged). Loading a local
+        tokenizer the first time reads its model's files: build this off the event loop.
         """
         self._kind: Kind | None = kind
         self._today = today
         self._max_errors = max_errors
         self._max_line_bytes = max_line_bytes or longest_useful_line(models)
-        if estimate_models is None:
-            chosen = [
-                m
-                for m in models
-                if not models.is_retired(m.name, today)
-                and not models.training_closed(m.name, today)
-            ]
-        else:
-            chosen = []
-            for name in estimate_models:
-                info = models.get(name)
-                if info is None:
-                    raise UnknownModel(f"unknown model {name!r}")
-                if info not in chosen:
-                    chosen.append(info)
+        chosen = _chosen_models(models, estimate_models, today)
+        self._trainer_usd_per_hour = trainer_usd_per_hour
+        self._unavailable: list[str] = []  # why local models were left out of the estimates
+        local: dict[str, LocalTokenizer] = {}
+        for info in [m for m in chosen if m.is_local]:
+            try:
+                local[info.counter] = get_local_tokenizer(info)
+            except TokenizerUnavailable as exc:
+                if estimate_models is not None:
+                    raise
+                chosen.remove(info)
+                self._unavailable.append(str(exc))
         self._estimate_models = chosen
-        primary = chosen[0].encoding if estimate_models else "o200k_base"
-        names = [primary] + [m.encoding for m in chosen if m.encoding != primary]
-        self._encoding_names = list(dict.fromkeys(names))
-        self._encodings = [get_encoding(n) for n in self._encoding_names]
+        primary = chosen[0].counter if estimate_models else "o200k_base"
+        names = [primary] + [m.counter for m in chosen if m.counter != primary]
+        self._counter_names = list(dict.fromkeys(names))
+        self._counters = [local.get(n) or get_encoding(n) for n in self._counter_names]
         # Roles are counted as their tokens, as the cookbook does (every value of a message).
-        self._role_tokens = [{r: len(e.encode_ordinary(r)) for r in ROLES} for e in self._encodings]
+        # Local models count whole renderings and need none of this (zeros when only they count).
+        self._role_tokens = [
+            {r: len(c.encode_ordinary(r)) for r in ROLES}
+            for c in self._counters
+            if isinstance(c, tiktoken.Encoding)
+        ] or [dict.fromkeys(ROLES, 0)]
         # Every role is one token in both vocabularies, so one fixed part serves all encodings.
         if any(t != self._role_tokens[0] for t in self._role_tokens):
             raise RuntimeError("role strings count differently across encodings")
+        # Local models render each example from its line, in the counting threads.
+        self._keep_lines = bool(local)
+        self._raw: list[bytes] = []
         # example_too_long: against the smallest per-example limit among the priced models.
         self._warn_model = min(chosen, key=lambda m: m.max_tokens_per_example, default=None)
         self._tallies = [
             _Tally(
                 n,
                 self._warn_model.max_tokens_per_example
-                if self._warn_model is not None and self._warn_model.encoding == n
+                if self._warn_model is not None and self._warn_model.counter == n
                 else None,
             )
-            for n in self._encoding_names
+            for n in self._counter_names
         ]
 
         self._sha = hashlib.sha256()
@@ -781,7 +839,7 @@ class DatasetCheck:
         self._spans = array("I")
         self._base = array("I")
         self._lines = array("I")
-        self._pending: collections.deque[tuple[int, array[int], Future[array[int]]]]
+        self._pending: collections.deque[tuple[int, array[int], Future[Sequence[int | str]]]]
         self._pending = collections.deque()
         self._max_pending = 2 * (os.cpu_count() or 2)
         self._finished = False
@@ -946,19 +1004,8 @@ class DatasetCheck:
         functions: _Functions,
         prompt: list[_Message],
     ) -> None:
+        self._flag(line_bytes, prompt)
         line = self._line
-        # Duplicates are byte-identical lines. hash() is 64 bits, salted per process: a false
-        # duplicate is as likely as a hardware fault, and it is only a warning.
-        digest = hash(line_bytes)
-        if digest in self._seen:
-            self._duplicates.add(line)
-        else:
-            self._seen.add(digest)
-        roles = {m.role for m in prompt}
-        if "system" not in roles and "developer" not in roles:
-            self._no_system.add(line)
-        if "user" not in roles:
-            self._no_user.add(line)
 
         texts = self._texts
         append = texts.append
@@ -1002,17 +1049,40 @@ class DatasetCheck:
         if self._chars >= _BATCH_CHARS:
             self._flush()
 
+    def _flag(self, line_bytes: bytes, prompt: list[_Message]) -> None:
+        """Note what the warnings need of a valid example (and keep it for local counting)."""
+        line = self._line
+        # Duplicates are byte-identical lines. hash() is 64 bits, salted per process: a false
+        # duplicate is as likely as a hardware fault, and it is only a warning.
+        digest = hash(line_bytes)
+        if digest in self._seen:
+            self._duplicates.add(line)
+        else:
+            self._seen.add(digest)
+        roles = {m.role for m in prompt}
+        if "system" not in roles and "developer" not in roles:
+            self._no_system.add(line)
+        if "user" not in roles:
+            self._no_user.add(line)
+        if self._keep_lines:
+            self._raw.append(line_bytes)
+
     def _flush(self) -> None:
         if not self._lines:
             return
-        texts, spans, lines = self._texts, self._spans, self._lines
-        for k, encoding in enumerate(self._encodings):
+        texts, spans, lines, raw = self._texts, self._spans, self._lines, self._raw
+        preference = self._kind == "preference"
+        for k, counter in enumerate(self._counters):
             while len(self._pending) >= self._max_pending:
                 self._collect()
-            future = _executor().submit(_count_batch, encoding, texts, spans, self._base)
+            future: Future[Sequence[int | str]]
+            if isinstance(counter, LocalTokenizer):
+                future = _executor().submit(counter.count_lines, raw, preference=preference)
+            else:
+                future = _executor().submit(_count_batch, counter, texts, spans, self._base)
             self._pending.append((k, lines, future))
         self._texts, self._chars, self._spans, self._lines = [], 0, array("I"), array("I")
-        self._base = array("I")
+        self._base, self._raw = array("I"), []
 
     def _collect(self) -> None:
         k, lines, future = self._pending.popleft()
@@ -1046,7 +1116,14 @@ class DatasetCheck:
         if valid:
             counts = self.token_counts
             for model in self._estimate_models:
-                estimates.append(estimate(counts[model.encoding], model, today=self._today))
+                estimates.append(
+                    estimate(
+                        counts[model.counter],
+                        model,
+                        today=self._today,
+                        trainer_usd_per_hour=self._trainer_usd_per_hour,
+                    )
+                )
         return DatasetReport(
             kind=kind,
             bytes=self._bytes,
@@ -1084,6 +1161,28 @@ class DatasetCheck:
                     f"{model.max_tokens_per_example} tokens, the per-example limit of "
                     f"{model.name}; training cuts them there (see examples_over_limit "
                     "for each model)",
+                )
+            )
+        for tally in self._tallies:
+            if tally.refused.count:
+                name = tally.encoding.removeprefix("local:")
+                warnings.append(
+                    DatasetWarning(
+                        code="chat_template_error",
+                        count=tally.refused.count,
+                        lines=tally.refused.lines,
+                        message=f"{tally.refused.count} examples cannot be rendered with the chat "
+                        f"template of {name} ({tally.refusal}); training {name} on them fails, "
+                        "and they are not counted in its estimate",
+                    )
+                )
+        for reason in self._unavailable:
+            warnings.append(
+                DatasetWarning(
+                    code="tokenizer_unavailable",
+                    count=0,
+                    lines=[],
+                    message=f"no estimate: {reason}",
                 )
             )
         for code, flag, message in (

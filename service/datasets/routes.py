@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -27,6 +28,7 @@ from service.context import Resources, Tenant, UsesResources, provide_tenant, to
 from service.datasets.checks import DatasetCheck, DatasetReport, UnknownModel
 from service.datasets.format_hints import format_hint, with_hint
 from service.datasets.intake import RAW_TYPES, Intake, read_upload
+from service.datasets.local_tokens import TokenizerUnavailable
 from service.datasets.names import (
     DEFAULT_NAME,
     check_name,
@@ -100,13 +102,25 @@ async def check_upload(
     settings = resources.settings
     spool = settings.data_dir / "datasets" if keep else None
     try:
-        check = DatasetCheck(
-            kind=kind, models=resources.models, estimate_models=models or None, today=today()
+        # Off the event loop: a local model's tokenizer is read from its files on first use.
+        check = await anyio.to_thread.run_sync(
+            functools.partial(
+                DatasetCheck,
+                kind=kind,
+                models=resources.models,
+                estimate_models=models or None,
+                today=today(),
+                trainer_usd_per_hour=settings.trainer_usd_per_hour,
+            )
         )
     except UnknownModel:  # `?model=` names a model the price table does not know
         unknown = next(m for m in models or () if resources.models.get(m) is None)
         detail = unknown_for_training(resources.models, unknown, today())
         raise Unprocessable(f"model: {detail}", param="model") from None
+    except TokenizerUnavailable as exc:  # `?model=` names a local model that cannot count here
+        raise Unprocessable(
+            f"model: {exc}; its examples cannot be counted.", param="model"
+        ) from None
     intake = Intake(check, spool, settings.max_dataset_bytes)
     try:
         await read_upload(

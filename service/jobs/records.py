@@ -155,6 +155,10 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: int
     finished_at: int | None = None
     estimated_finish: int | None = None
+    # From the training dataset's estimate at creation, with the job's n_epochs: the tokens it
+    # trains, and for local models how long one trainer takes (None: no estimate).
+    estimated_trained_tokens: int | None = None
+    estimated_duration_seconds: int | None = None
     status_changed_at: int = 0
     result_files: list[str] = []
     # The status a "stuck" notice was recorded for (one notice per status).
@@ -289,6 +293,8 @@ class JobOut(msgspec.Struct, frozen=True, kw_only=True):
     finished_at: int | None
     estimated_finish: int | None
     promotion: PromotionOut | None = None
+    estimated_trained_tokens: int | None = None
+    estimated_duration_seconds: int | None = None
 
     @classmethod
     def of(cls, job: Job, *, show_secret: bool = False) -> JobOut:
@@ -328,6 +334,8 @@ class JobOut(msgspec.Struct, frozen=True, kw_only=True):
             finished_at=job.finished_at,
             estimated_finish=job.estimated_finish,
             promotion=None if job.promotion is None else PromotionOut.of(job.promotion),
+            estimated_trained_tokens=job.estimated_trained_tokens,
+            estimated_duration_seconds=job.estimated_duration_seconds,
         )
 
 

@@ -20,6 +20,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from service import tasks
 from service.context import Resources, Tenant, UsesResources, provide_tenant, today
+from service.datasets.checks import training_cost, training_seconds
 from service.datasets.records import Dataset
 from service.errors import BadRequest, Conflict, NotFound, Unprocessable
 from service.evaluations import promotion as gate
@@ -89,12 +90,25 @@ async def _dataset(resources: Resources, tenant: str, dataset_id: str, field: st
     return dataset
 
 
-def _estimated_cost(dataset: Dataset, info: ModelInfo, n_epochs: int | None) -> float | None:
-    estimate = next((e for e in dataset.estimates if e.model == info.name), None)
-    if estimate is None:
-        return None
-    epochs = n_epochs if n_epochs is not None else estimate.n_epochs
-    return round(estimate.billing_tokens * epochs * info.training_usd_per_1m_tokens / 1e6, 2)
+class _JobEstimate(msgspec.Struct, frozen=True, kw_only=True):
+    trained_tokens: int | None = None
+    cost_usd: float | None = None
+    duration_seconds: int | None = None
+
+
+def _estimate(
+    dataset: Dataset, info: ModelInfo, n_epochs: int | None, trainer_usd_per_hour: float
+) -> _JobEstimate:
+    """The dataset's estimate for `info`, redone with the job's epochs (empty without one)."""
+    found = next((e for e in dataset.estimates if e.model == info.name), None)
+    if found is None:
+        return _JobEstimate()
+    trained = found.billing_tokens * (n_epochs if n_epochs is not None else found.n_epochs)
+    return _JobEstimate(
+        trained_tokens=trained,
+        cost_usd=training_cost(info, trained, trainer_usd_per_hour=trainer_usd_per_hour),
+        duration_seconds=training_seconds(info, trained),
+    )
 
 
 async def _build_job(
@@ -133,6 +147,7 @@ async def _build_job(
             promote_to=data.promote_to,
         )
     n_epochs = hyperparameters.n_epochs if isinstance(hyperparameters.n_epochs, int) else None
+    estimate = _estimate(training, info, n_epochs, settings.trainer_usd_per_hour)
     stamp = now()
     return Job(
         id=new_id("job_"),
@@ -150,7 +165,9 @@ async def _build_job(
         promotion=promotion,
         webhook_url=webhook_url,
         webhook_secret=webhook_secret,
-        estimated_cost_usd=_estimated_cost(training, info, n_epochs),
+        estimated_cost_usd=estimate.cost_usd,
+        estimated_trained_tokens=estimate.trained_tokens,
+        estimated_duration_seconds=estimate.duration_seconds,
         created_at=stamp,
         updated_at=stamp,
         status_changed_at=stamp,

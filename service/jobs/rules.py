@@ -8,6 +8,7 @@ import datetime
 
 import msgspec
 
+from service.datasets.local_tokens import TokenizerUnavailable, get_local_tokenizer
 from service.datasets.records import Dataset
 from service.errors import Unprocessable
 from service.jobs.records import (
@@ -112,11 +113,23 @@ def check_method(
 
 
 def check_examples_fit(info: ModelInfo, datasets: dict[str, Dataset | None]) -> None:
-    """No example of the datasets (by field name) is longer than the model trains on."""
+    """No example of the datasets (by field name) is longer than the model trains on.
+
+    A local model's counts come from its own tokenizer: a dataset checked while it could not
+    be loaded has no estimate for it, and if it still cannot be loaded the job is refused here
+    (the trainer would count and cut examples that nobody checked).
+    """
     for field, dataset in datasets.items():
         if dataset is None:
             continue
         estimate = next((e for e in dataset.estimates if e.model == info.name), None)
+        if estimate is None and info.is_local:
+            try:
+                get_local_tokenizer(info)
+            except TokenizerUnavailable as exc:
+                raise Unprocessable(
+                    f"model: {exc}; its examples cannot be counted.", param="model"
+                ) from None
         if estimate is not None and estimate.examples_over_limit > 0:
             raise Unprocessable(
                 f"{field}: {estimate.examples_over_limit} example(s) of {dataset.id} are longer "

@@ -63,3 +63,15 @@ def test_settings_read_the_limits_from_the_environment() -> None:
     assert (defaults.rate_limit, defaults.rate_limit_burst) == (50.0, 100)
     assert (defaults.max_active_jobs, defaults.monthly_budget_usd) == (0, 0.0)
     assert defaults == Settings(default_provider="sandbox", providers=defaults.providers)
+
+
+def test_a_trainer_hour_is_free_unless_priced() -> None:
+    assert Settings.from_env({}).trainer_usd_per_hour == 0.0
+    priced = Settings.from_env({"BURRO_TRAINER_USD_PER_HOUR": "1.25"})
+    assert priced.trainer_usd_per_hour == 1.25
+
+
+@pytest.mark.parametrize("price", ["-1", "nan"])
+def test_a_trainer_hour_price_below_zero_is_refused(price: str) -> None:
+    with pytest.raises(ValueError, match="BURRO_TRAINER_USD_PER_HOUR"):
+        Settings.from_env({"BURRO_TRAINER_USD_PER_HOUR": price})
