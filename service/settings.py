@@ -73,8 +73,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # A vLLM server that serves the local models instead of `burro model-server`: trainers
     # register each adapter there (trainer.serving.vllm); BURRO_LOCAL_URL then points at it.
     vllm_url: str | None = None
-    # What an hour of a trainer's time costs (a local job's price); 0: free.
-    trainer_usd_per_hour: float = 0.0
     # Where a worker stops dead (service.faults): only crash tests set these.
     fault_points: tuple[str, ...] = ()
 
@@ -127,7 +125,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 Path(env["BURRO_BASE_MODELS_DIR"]) if env.get("BURRO_BASE_MODELS_DIR") else None
             ),
             vllm_url=env.get("BURRO_VLLM_URL") or None,
-            trainer_usd_per_hour=float(env.get("BURRO_TRAINER_USD_PER_HOUR", "0")),
             fault_points=tuple(
                 p.strip() for p in env.get("BURRO_FAULT_POINTS", "").split(",") if p.strip()
             ),
