@@ -30,9 +30,10 @@ from service.context import (
     today,
 )
 from service.errors import PayloadTooLarge
+from service.inference.captures import CaptureLimits
 from service.inference.catalog import ModelNotFound, entries, resolve
 from service.inference.missing_models import explain_missing_model
-from service.inference.proxy import read_head, relay, rewrite
+from service.inference.proxy import Capture, read_head, relay, rewrite
 from service.inference.usage import UsageReport, usage_report
 from service.problems import OpenAIErrorBody
 
@@ -99,8 +100,34 @@ async def chat_completions_app(scope: Scope, receive: Receive, send: Send) -> No
             redis, tenant, target.model, target.base_model, prompt_tokens, completion_tokens
         )
 
+    capture: Capture | None = None
+    if target.capture_max_examples:
+        # Only aliases that capture pay for it, and only once their answer is out.
+        limits = CaptureLimits(target.capture_max_examples, target.capture_max_age_days)
+        recorder, alias = resources.captures, head.model
+
+        def capture(answer: bytes) -> None:
+            recorder.record(
+                redis,
+                tenant=tenant,
+                alias=alias,
+                limits=limits,
+                body=body,
+                answer=answer,
+                model=target.model,
+                stream=bool(head.stream),
+            )
+
     await relay(
-        resources.upstream, endpoint, payload, head, receive, send, started=started, account=account
+        resources.upstream,
+        endpoint,
+        payload,
+        head,
+        receive,
+        send,
+        started=started,
+        account=account,
+        capture=capture,
     )
 
 
