@@ -73,7 +73,7 @@ class Captured(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class _Request(msgspec.Struct):
-    messages: msgspec.Raw | None = None
+    messages: msgspec.Raw = msgspec.Raw()  # empty: the request had none
 
 
 class _Message(msgspec.Struct):
@@ -135,7 +135,7 @@ def exchange(body: bytes, answer: bytes, model: str, *, stream: bool) -> Exchang
     except msgspec.DecodeError:
         return None
     text = answer_text(answer, stream=stream)
-    if messages is None or text is None:
+    if not messages or text is None:
         return None
     return Exchange(messages=messages, answer=text, model=model)
 
