@@ -24,10 +24,11 @@ def _captures(client: httpx.Client, alias: str = "donkey", **params: Any) -> lis
 
 
 def _captured(client: httpx.Client, count: int, alias: str = "donkey") -> list[dict[str, Any]]:
-    return wait_for(
-        lambda: (found := _captures(client, alias, limit=100)) and len(found) >= count and found,
-        what=f"{count} captures",
-    )
+    def enough() -> list[dict[str, Any]] | None:
+        found = _captures(client, alias, limit=100)
+        return found if len(found) >= count else None
+
+    return wait_for(enough, what=f"{count} captures")
 
 
 def test_capture_is_off_by_default_and_records_nothing(
