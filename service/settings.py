@@ -9,6 +9,7 @@ from pathlib import Path
 import msgspec
 
 DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+DEFAULT_RESCUE_URL = "docs/shutdowns.md#rescue-an-alias-before-its-model-shuts-down"
 
 
 class ProviderSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -59,6 +60,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # `auth_failure_burst`, then 429 until the address slows down (0: no limit).
     auth_failures_per_minute: float = 10.0
     auth_failure_burst: int = 20
+    # Where a `model.shutdown_approaching` webhook sends people to rescue their alias: the
+    # deployment's published copy of the caller's guide, ideally.
+    rescue_url: str = DEFAULT_RESCUE_URL
     # Where a worker stops dead (service.faults): only crash tests set these.
     fault_points: tuple[str, ...] = ()
 
@@ -100,6 +104,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             body_idle_timeout=float(env.get("BURRO_BODY_IDLE_TIMEOUT", "30")),
             auth_failures_per_minute=float(env.get("BURRO_AUTH_FAILURES_PER_MINUTE", "10")),
             auth_failure_burst=int(env.get("BURRO_AUTH_FAILURE_BURST", "20")),
+            rescue_url=env.get("BURRO_RESCUE_URL") or DEFAULT_RESCUE_URL,
             fault_points=tuple(
                 p.strip() for p in env.get("BURRO_FAULT_POINTS", "").split(",") if p.strip()
             ),

@@ -29,7 +29,7 @@ from service.queue import QUEUE_NAME, Queue, deserialize_job, redis_settings, se
 from service.settings import Settings
 from service.tasks import CONTROL_QUEUE, Task
 from service.webhooks.addresses import DEFAULT_RESOLVE_TIMEOUT
-from workers import evaluations, fine_tuning, relay, upload, webhooks
+from workers import evaluations, fine_tuning, relay, shutdowns, upload, webhooks
 from workers.context import CTX_KEY, Core, JobContext, WorkerContext, arq_cron, arq_function
 from workers.supervisor import supervise
 
@@ -184,6 +184,7 @@ FUNCTIONS: dict[Task, Core] = {
     tasks.DELIVER_WEBHOOK: webhooks.deliver_webhook,
     tasks.RUN_EVALUATION: evaluations.run_evaluation,
     tasks.START_PROMOTION: evaluations.start_promotion,
+    tasks.NOTIFY_SHUTDOWNS: shutdowns.notify_shutdowns,
 }
 
 
@@ -218,7 +219,7 @@ def worker_settings(
 ) -> type:
     """arq's WorkerSettings class for `settings`; `options` override WorkerContext's knobs
     (upload_threshold, upload_part_bytes, max_tries, retry_base, retry_cap, poll_jitter,
-    poll_concurrency, evaluation_concurrency, evaluation_budget, evaluation_retry).
+    poll_concurrency, evaluation_concurrency, evaluation_budget, evaluation_retry, today).
 
     `function_timeout` replaces every function's timeout (crash tests use a few seconds, so a
     killed worker's jobs run again soon); the locks scale with it.

@@ -9,6 +9,7 @@ through the app's one error mapping, in OpenAI's shape for these paths.
 
 from __future__ import annotations
 
+import datetime
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -31,7 +32,7 @@ from service.context import (
 )
 from service.errors import PayloadTooLarge
 from service.inference.captures import CaptureLimits
-from service.inference.catalog import ModelNotFound, entries, resolve
+from service.inference.catalog import ModelNotFound, Target, entries, resolve
 from service.inference.missing_models import explain_missing_model
 from service.inference.proxy import Capture, read_head, relay, rewrite
 from service.inference.usage import UsageReport, usage_report
@@ -195,10 +196,14 @@ async def chat_completions(request: Request[Any, Any, Any]) -> ASGIApp:
 
 
 class Model(msgspec.Struct, frozen=True, kw_only=True):
+    """OpenAI's model object, and the day it stops answering (`shutdown`: its base model's
+    shutdown for a fine-tuned model or an alias; null when none is announced)."""
+
     id: str
     object: Literal["model"]
     created: int
     owned_by: str
+    shutdown: datetime.date | None = None
 
 
 class ModelList(msgspec.Struct, frozen=True, kw_only=True):
@@ -209,16 +214,21 @@ class ModelList(msgspec.Struct, frozen=True, kw_only=True):
 @get("/models", summary="The models you can chat with: fine-tuned models and aliases")
 async def list_models(resources: UsesResources, tenant: Tenant) -> ModelList:
     models, aliases = await entries(resources.redis, tenant)
-    data = [
-        Model(id=name, object="model", created=target.created, owned_by=tenant)
-        for name, target in sorted(models.items(), key=lambda kv: -kv[1].created)
-    ]
+    table = resources.models
+
+    def model(name: str, target: Target) -> Model:
+        return Model(
+            id=name,
+            object="model",
+            created=target.created,
+            owned_by=tenant,
+            shutdown=table.shutdown(target.model, target.base_model),
+        )
+
+    data = [model(n, t) for n, t in sorted(models.items(), key=lambda kv: -kv[1].created)]
+    data += [model(n, t) for n, t in sorted(aliases.items())]
     data += [
-        Model(id=name, object="model", created=target.created, owned_by=tenant)
-        for name, target in sorted(aliases.items())
-    ]
-    data += [
-        Model(id=name, object="model", created=0, owned_by="system")
+        Model(id=name, object="model", created=0, owned_by="system", shutdown=table.shutdown(name))
         for name in resources.settings.allowed_base_models
     ]
     return ModelList(object="list", data=data)
@@ -233,7 +243,13 @@ async def retrieve_model(
     except ModelNotFound:
         raise await _explained(resources, tenant, model_id) from None
     owner = "system" if target.job_id is None else tenant
-    return Model(id=model_id, object="model", created=target.created, owned_by=owner)
+    return Model(
+        id=model_id,
+        object="model",
+        created=target.created,
+        owned_by=owner,
+        shutdown=resources.models.shutdown(target.model, target.base_model),
+    )
 
 
 @get(
