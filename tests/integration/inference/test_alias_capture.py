@@ -12,7 +12,7 @@ import openai
 from service.inference.captures import captures_key
 from tests.support.api import create_job
 from tests.support.data import answer, asking, question
-from tests.support.store import on_redis
+from tests.support.store import commands_during, on_redis
 from tests.support.waiting import wait_for
 
 
@@ -46,6 +46,23 @@ def test_capture_is_off_by_default_and_records_nothing(
 
     assert _captures(client) == []
     assert not on_redis(redis_url, lambda r: r.exists(captures_key("acme", donkey)))
+
+
+def test_an_alias_without_capture_still_costs_one_round_trip(
+    client: httpx.Client, sdk: openai.OpenAI, donkey: str, redis_url: str
+) -> None:
+    client.put("/v1/aliases/mule", json={"job": client.get(f"/v1/aliases/{donkey}").json()["job"]})
+    client.put("/v1/aliases/mule", json={"capture": True})
+    sdk.chat.completions.create(model="mule", messages=asking(1))
+    _captured(client, 1, alias="mule")  # the recorder of this server is running
+
+    sent = commands_during(
+        redis_url, lambda: sdk.chat.completions.create(model=donkey, messages=asking(2))
+    )
+
+    # The usage counters are flushed in the background, off the request's path.
+    on_the_path = [c for c in sent if c not in ("HINCRBY", "HSETNX", "MULTI", "EXEC", "ECHO")]
+    assert on_the_path == ["HMGET"], sent
 
 
 def test_a_capturing_alias_records_plain_and_streamed_answers(
