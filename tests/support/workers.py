@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import signal
 import threading
 from collections.abc import AsyncIterator
@@ -25,14 +26,18 @@ from service.settings import Settings
 from workers.context import WorkerContext
 from workers.main import worker_settings
 
+# A day far from every shutdown in the model table: a worker's clock-run shutdown check finds
+# nothing due, whatever the calendar says, unless a test gives the worker a day of its own.
+QUIET_DAY = datetime.date(2000, 1, 1)
 # Test knobs of the worker's context: a tiny upload threshold and parts (so the multipart path
-# runs on small files), near-immediate retries, few tries.
+# runs on small files), near-immediate retries, few tries, and a quiet day.
 FAST_OPTIONS: dict[str, Any] = {
     "upload_threshold": 4096,
     "upload_part_bytes": 1024,
     "retry_base": 0.05,
     "retry_cap": 0.5,
     "max_tries": 4,
+    "today": lambda: QUIET_DAY,
 }
 # How long jobs still running when a background worker is stopped may take to finish.
 STOP_GRACE_SECONDS = 20
