@@ -34,9 +34,13 @@ from service.store import PREFIX
 log = structlog.get_logger("burro.captures")
 
 FLUSH_INTERVAL = 0.2
-# Exchanges waiting in memory for their write; past this, new ones are dropped (and logged)
-# rather than let a slow Redis grow the process.
+# Exchanges waiting in memory for their write, and their bytes; past either, new ones are
+# dropped (and logged) rather than let a slow Redis grow the process.
 MAX_PENDING = 2000
+MAX_PENDING_BYTES = 64 * 1024 * 1024
+# An exchange bigger than this as stored (the request's messages and the answer's text) is not
+# recorded: images in base64, say. A fine-tuning example's text is far smaller.
+MAX_EXCHANGE_BYTES = 1024 * 1024
 DAY_MS = 86_400_000
 
 
@@ -160,6 +164,7 @@ class CaptureRecorder:
         self.interval = interval
         self.max_pending = max_pending
         self._pending: deque[_Pending] = deque()
+        self._pending_bytes = 0
         self._redis: Redis | None = None
         self._task: asyncio.Task[None] | None = None
         self.dropped = 0
@@ -177,13 +182,18 @@ class CaptureRecorder:
         stream: bool,
     ) -> None:
         """Queue one exchange for storage; never waits, never fails the request."""
-        if len(self._pending) >= self.max_pending:
+        size = len(body) + len(answer)
+        if len(body) > MAX_EXCHANGE_BYTES:
+            log.info("capture.too_large", tenant=tenant, alias=alias, bytes=len(body))
+            return
+        if len(self._pending) >= self.max_pending or self._pending_bytes + size > MAX_PENDING_BYTES:
             self.dropped += 1
-            log.warning("capture.dropped", tenant=tenant, alias=alias, pending=self.max_pending)
+            log.warning("capture.dropped", tenant=tenant, alias=alias, pending=len(self._pending))
             return
         self._pending.append(
             _Pending(captures_key(tenant, alias), limits, body, answer, model, stream)
         )
+        self._pending_bytes += size
         if self._task is None:
             self._redis = redis
             self._task = asyncio.get_running_loop().create_task(self._run())
@@ -198,7 +208,7 @@ class CaptureRecorder:
         the traffic it records has been answered already)."""
         if not self._pending or self._redis is None:
             return
-        batch, self._pending = self._pending, deque()
+        batch, self._pending, self._pending_bytes = self._pending, deque(), 0
         moment = int(time.time() * 1000)
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
@@ -206,10 +216,14 @@ class CaptureRecorder:
                     found = exchange(item.body, item.answer, item.model, stream=item.stream)
                     if found is None:
                         continue
+                    encoded = _ENCODE.encode(found)
+                    if len(encoded) > MAX_EXCHANGE_BYTES:
+                        log.info("capture.too_large", bytes=len(encoded))
+                        continue
                     age_ms = item.limits.max_age_days * DAY_MS
                     pipe.xadd(
                         item.key,
-                        {"d": _ENCODE.encode(found)},
+                        {"d": encoded},
                         maxlen=item.limits.max_examples,
                         approximate=False,
                     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import time
 from collections.abc import Callable
 from typing import NamedTuple
@@ -36,10 +37,13 @@ CONNECT_TIMEOUT = 10.0
 # Between two reads of a stream (or before a plain answer starts): generous, models think.
 READ_TIMEOUT = 600.0
 MAX_CONNECTIONS = 1024
+LARGE_BODY_BYTES = 1024 * 1024
 
 Account = Callable[[int, int], None]
 # Called with the whole answer (a JSON completion, or a stream's events) once it is out.
 Capture = Callable[[bytes], None]
+# A stream's events are held for capture up to this size; a longer answer is not captured.
+MAX_CAPTURED_BYTES = 4 * 1024 * 1024
 
 
 class BadGateway(BurroError):
@@ -210,6 +214,12 @@ _ANSWER = msgspec.json.Decoder(_Answer)
 _CHUNK = msgspec.json.Decoder(_Chunk)
 
 
+def _body(payload: bytes) -> bytes | io.BytesIO:
+    # aiohttp warns (ResourceWarning) about bytes bodies of 1 MiB or more, which it would copy
+    # in the event loop; a file-like body of known size is sent as it is read.
+    return payload if len(payload) < LARGE_BODY_BYTES else io.BytesIO(payload)
+
+
 def _overhead_header(started: float, waited: float) -> tuple[bytes, bytes]:
     overhead = max(time.perf_counter() - started - waited, 0.0)
     metrics.observe_proxy_overhead(overhead)
@@ -236,7 +246,9 @@ async def relay(
     """
     asked = time.perf_counter()
     try:
-        response = await upstream.session.post(endpoint.url, data=payload, headers=endpoint.headers)
+        response = await upstream.session.post(
+            endpoint.url, data=_body(payload), headers=endpoint.headers
+        )
     except TimeoutError:
         raise GatewayTimeout("The upstream model provider did not answer in time.") from None
     except aiohttp.ClientError as exc:
@@ -336,6 +348,7 @@ async def _pump(
     pending = b""
     counted = False
     kept: list[bytes] | None = None if capture is None else []
+    kept_bytes = 0
     async for data in response.content.iter_any():
         if b"\r" in data:
             data = data.replace(b"\r\n", b"\n")
@@ -362,6 +375,9 @@ async def _pump(
             await send({"type": "http.response.body", "body": body, "more_body": True})
             if kept is not None:
                 kept.append(body)
+                kept_bytes += len(body)
+                if kept_bytes > MAX_CAPTURED_BYTES:
+                    kept = None  # too big to capture: stop holding it
     if not counted:
         account(0, 0)
     await send({"type": "http.response.body", "body": pending, "more_body": False})

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import openai
 
-from service.inference.captures import captures_key
+from service.inference.captures import MAX_EXCHANGE_BYTES, captures_key
 from tests.support.api import create_job
 from tests.support.data import answer, asking, question
 from tests.support.store import commands_during, on_redis
@@ -108,6 +108,19 @@ def test_capture_keeps_the_newest_up_to_its_cap_and_pages(
     ).json()
     assert first["has_more"] is True and rest["has_more"] is False
     assert [c["answer"] for c in first["data"] + rest["data"]] == [answer(4), answer(3), answer(2)]
+
+
+def test_an_exchange_over_a_mebibyte_is_answered_but_not_captured(
+    client: httpx.Client, sdk: openai.OpenAI, donkey: str
+) -> None:
+    client.put(f"/v1/aliases/{donkey}", json={"capture": True})
+    huge = [{"role": "user", "content": question(1) + " " + "hay " * (MAX_EXCHANGE_BYTES // 4)}]
+
+    answered = sdk.chat.completions.create(model=donkey, messages=huge)  # type: ignore[arg-type]
+    sdk.chat.completions.create(model=donkey, messages=asking(2))
+
+    assert answered.choices
+    assert [c["answer"] for c in _captured(client, 1)] == [answer(2)]
 
 
 def test_captures_older_than_the_age_cap_are_neither_shown_nor_kept(
