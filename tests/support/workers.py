@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import signal
 import threading
 from collections.abc import AsyncIterator
@@ -23,14 +22,13 @@ from service.models import ModelTable
 from service.providers import Providers
 from service.queue import Queue
 from service.settings import Settings
+from tests.support.data import QUIET_DAY
 from workers.context import WorkerContext
 from workers.main import worker_settings
 
-# A day far from every shutdown in the model table: a worker's clock-run shutdown check finds
-# nothing due, whatever the calendar says, unless a test gives the worker a day of its own.
-QUIET_DAY = datetime.date(2000, 1, 1)
 # Test knobs of the worker's context: a tiny upload threshold and parts (so the multipart path
-# runs on small files), near-immediate retries, few tries, and a quiet day.
+# runs on small files), near-immediate retries, few tries, and a day on which the clock-run
+# shutdown check finds nothing due, unless a test gives the worker a day of its own.
 FAST_OPTIONS: dict[str, Any] = {
     "upload_threshold": 4096,
     "upload_part_bytes": 1024,
