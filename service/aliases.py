@@ -142,7 +142,7 @@ class AliasList(msgspec.Struct, frozen=True, kw_only=True):
 
 @put(
     "/{name:str}",
-    summary="Point an alias at a succeeded job's model (created if new)",
+    summary="Point an alias at a succeeded job's model (created if new), or set its capture",
     status_code=200,
     request_max_body_size=4096,
 )
