@@ -10,8 +10,9 @@ import httpx
 import openai
 
 from service.inference.captures import MAX_EXCHANGE_BYTES, captures_key
-from tests.support.api import create_job
+from tests.support.api import create_job, job_status
 from tests.support.data import answer, asking, question
+from tests.support.fixtures import MakeWorker
 from tests.support.store import commands_during, on_redis
 from tests.support.waiting import wait_for
 
@@ -141,8 +142,8 @@ def test_captures_older_than_the_age_cap_are_neither_shown_nor_kept(
     assert 0 < ttl <= 86400, "the stream expires with the age cap"
 
 
-def test_captures_become_a_dataset_a_job_can_train_on(
-    client: httpx.Client, sdk: openai.OpenAI, donkey: str
+def test_captures_become_a_dataset_a_job_trains_on(
+    client: httpx.Client, sdk: openai.OpenAI, donkey: str, worker: MakeWorker
 ) -> None:
     client.put(f"/v1/aliases/{donkey}", json={"capture": True})
     for i in range(9):
@@ -166,8 +167,15 @@ def test_captures_become_a_dataset_a_job_can_train_on(
     assert again.status_code == 200 and again.json()["id"] == dataset["id"]
     lines = client.get(f"/v1/datasets/{dataset['id']}/content").text.splitlines()
     assert '{"role":"assistant","content":"Answer 0: hay number 0 is golden."}' in lines[0]
-    job = create_job(client, dataset["id"])
-    assert job["training_dataset"] == dataset["id"]
+    job = create_job(client, dataset["id"], promote_to=donkey)
+    worker(burst=False).start()
+    trained = job_status(client, job["id"])
+    assert trained["status"] == "succeeded", trained
+    wait_for(
+        lambda: client.get(f"/v1/aliases/{donkey}").json()["job"] == job["id"],
+        what="the alias to move to the model trained on its own traffic",
+    )
+    assert client.get(f"/v1/aliases/{donkey}").json()["capture"]["enabled"] is True
 
 
 def test_captures_are_cleared_and_go_with_their_alias(
