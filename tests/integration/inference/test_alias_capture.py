@@ -7,9 +7,11 @@ import time
 from typing import Any
 
 import httpx
+import msgspec
 import openai
 
 from service.inference.captures import MAX_EXCHANGE_BYTES, captures_key
+from service.settings import Settings
 from tests.support.api import create_job, job_status
 from tests.support.data import answer, asking, question
 from tests.support.fixtures import MakeWorker
@@ -143,7 +145,11 @@ def test_captures_older_than_the_age_cap_are_neither_shown_nor_kept(
 
 
 def test_captures_become_a_dataset_a_job_trains_on(
-    client: httpx.Client, sdk: openai.OpenAI, donkey: str, worker: MakeWorker
+    client: httpx.Client,
+    sdk: openai.OpenAI,
+    donkey: str,
+    worker: MakeWorker,
+    settings: Settings,
 ) -> None:
     client.put(f"/v1/aliases/{donkey}", json={"capture": True})
     for i in range(9):
@@ -168,7 +174,8 @@ def test_captures_become_a_dataset_a_job_trains_on(
     lines = client.get(f"/v1/datasets/{dataset['id']}/content").text.splitlines()
     assert '{"role":"assistant","content":"Answer 0: hay number 0 is golden."}' in lines[0]
     job = create_job(client, dataset["id"], promote_to=donkey)
-    worker(burst=False).start()
+    # Polled as the jobs tests poll the sandbox: often.
+    worker(msgspec.structs.replace(settings, poll_interval=0.2), burst=False).start()
     trained = job_status(client, job["id"])
     assert trained["status"] == "succeeded", trained
     wait_for(
