@@ -48,10 +48,12 @@ def test_models_aliases_and_pages_show_the_shutdown_date(
     assert "2027-01-14 (in " in client.get(f"/ui/jobs/{acme_job}").text
 
 
-def _notices(receiver: Receiver) -> list[tuple[int, int]]:
+def _notices(receiver: Receiver, path: str = "/hook") -> list[tuple[int, int]]:
+    """(threshold, days left) of each shutdown notice `receiver` got on `path`, in order."""
+    bodies = [r.json() for r in receiver.requests if r.path_qs == path]
     return [
         (b["data"]["threshold_days"], b["data"]["days_left"])
-        for b in receiver.bodies()
+        for b in bodies
         if b["type"] == "model.shutdown_approaching"
     ]
 
@@ -63,11 +65,15 @@ def test_a_notice_goes_out_30_7_and_1_days_ahead_once_each(
     worker: MakeWorker,
     redis_url: str,
 ) -> None:
-    subscribed = client.post(
-        "/v1/webhook-endpoints",
-        json={"url": receiver.url(), "events": ["model.shutdown_approaching"]},
-    )
-    assert subscribed.status_code == 201, subscribed.text
+    for path, events in (
+        ("/hook", ["model.shutdown_approaching"]),
+        ("/all", ["*"]),
+        ("/jobs", ["job.*"]),
+    ):
+        subscribed = client.post(
+            "/v1/webhook-endpoints", json={"url": receiver.url(path), "events": events}
+        )
+        assert subscribed.status_code == 201, subscribed.text
     day = [SHUTDOWN - datetime.timedelta(days=45)]
 
     def run_check(days_left: int) -> None:
@@ -80,12 +86,14 @@ def test_a_notice_goes_out_30_7_and_1_days_ahead_once_each(
     for days_left in (45, 31, 30, 29, 8, 7, 6, 2, 1, 0, -3):
         run_check(days_left)
 
-    assert _notices(receiver) == [(30, 30), (7, 7), (1, 1)]
-    body = receiver.bodies()[0]
+    assert _notices(receiver, "/hook") == [(30, 30), (7, 7), (1, 1)]
+    assert _notices(receiver, "/all") == [(30, 30), (7, 7), (1, 1)]
+    assert not any(r.path_qs == "/jobs" for r in receiver.requests)
+    body = next(r.json() for r in receiver.requests if r.path_qs == "/hook")
     assert body["data"]["alias"] == donkey and body["data"]["shutdown"] == "2027-01-14"
     assert body["data"]["rescue_url"] == DEFAULT_RESCUE_URL
     assert body["data"]["object"] == "shutdown_notice"
-    assert receiver.requests[0].headers["webhook-id"], "signed and sent like every webhook"
+    assert all(r.headers["webhook-signature"].startswith("v1,") for r in receiver.requests)
 
 
 def test_a_late_check_sends_only_the_nearest_notice_and_racing_checks_send_it_once(
