@@ -148,6 +148,10 @@ def _index_key(tenant: str) -> str:
     return f"{PREFIX}:alias-index:{tenant}"
 
 
+ALIAS_TENANTS_KEY = f"{PREFIX}:alias-tenants"
+"""Set of the tenants that have (or had) an alias: what the shutdown check goes through."""
+
+
 def check_name(name: str) -> None:
     """Raise InvalidAliasName unless `name` can be an alias."""
     if not NAME_PATTERN.match(name) or name.lower().startswith("job_"):
@@ -218,6 +222,7 @@ async def _write(
                     pipe.set(key, _encoder.encode(updated))
                     pipe.hset(catalog_key(tenant), f"a:{name}", encode_target(updated.target()))  # type: ignore[arg-type]
                     pipe.zadd(_index_key(tenant), {name: updated.created_at}, nx=True)
+                    pipe.sadd(ALIAS_TENANTS_KEY, tenant)
                 await pipe.execute()
                 return current, updated
             except WatchError:  # moved by someone else meanwhile: read again

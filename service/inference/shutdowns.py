@@ -25,7 +25,7 @@ from redis.exceptions import WatchError
 from service import effects
 from service.effects import PublishWebhook
 from service.ids import new_id
-from service.inference.aliases import Alias, list_aliases
+from service.inference.aliases import ALIAS_TENANTS_KEY, Alias, list_aliases
 from service.models import ModelTable
 from service.queue import Queue
 from service.store import PREFIX
@@ -37,6 +37,7 @@ THRESHOLDS: tuple[int, ...] = (30, 7, 1)
 # A notice's guard outlives the shutdown by this much: nothing asks about it after that.
 _GUARD_MARGIN_DAYS = 30
 _ALIAS_INDEX_PREFIX = f"{PREFIX}:alias-index:"
+_BACKFILLED_KEY = f"{PREFIX}:alias-tenants:backfilled"
 
 
 class ShutdownNotice(msgspec.Struct, frozen=True, kw_only=True):
@@ -75,11 +76,20 @@ def guard_key(tenant: str, alias: str, shutdown: datetime.date, threshold: int) 
 
 
 async def _tenants_with_aliases(redis: Redis) -> list[str]:
-    found = [
-        (key.decode() if isinstance(key, bytes) else str(key)).removeprefix(_ALIAS_INDEX_PREFIX)
-        async for key in redis.scan_iter(match=f"{_ALIAS_INDEX_PREFIX}*", count=500)
-    ]
-    return sorted(set(found))
+    """The tenants with aliases: one set, kept by every alias write. Aliases written before
+    that set existed are found once, by a scan of their indexes, and added to it."""
+    if not await redis.exists(_BACKFILLED_KEY):
+        found = [
+            (key.decode() if isinstance(key, bytes) else str(key)).removeprefix(_ALIAS_INDEX_PREFIX)
+            async for key in redis.scan_iter(match=f"{_ALIAS_INDEX_PREFIX}*", count=1000)
+        ]
+        async with redis.pipeline(transaction=True) as pipe:
+            if found:
+                pipe.sadd(ALIAS_TENANTS_KEY, *found)
+            pipe.set(_BACKFILLED_KEY, 1)
+            await pipe.execute()
+    members = await redis.smembers(ALIAS_TENANTS_KEY)  # type: ignore[misc]
+    return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
 
 
 async def _stage_notice(

@@ -11,12 +11,13 @@ import httpx
 import openai
 
 from service import tasks
+from service.inference.aliases import ALIAS_TENANTS_KEY
 from service.inference.shutdowns import notify_shutdowns
 from service.settings import DEFAULT_RESCUE_URL, Settings
 from tests.support.data import job_record
 from tests.support.fixtures import MakeWorker
 from tests.support.receivers import Receiver
-from tests.support.store import enqueue, save_job
+from tests.support.store import enqueue, on_redis, save_job
 from tests.support.workers import worker_context
 
 # The shipped table's date for gpt-4.1-mini, the base of the session's sandbox model.
@@ -116,3 +117,17 @@ def test_a_late_check_sends_only_the_nearest_notice_and_racing_checks_send_it_on
     assert sum(asyncio.run(race())) == 1
     worker().drain()
     assert _notices(receiver) == [(7, 6)]
+
+
+def test_aliases_stored_before_the_tenant_set_existed_are_found_by_one_scan(
+    donkey: str, settings: Settings, redis_url: str
+) -> None:
+    on_redis(redis_url, lambda r: r.delete(ALIAS_TENANTS_KEY))  # as an older Burro left it
+    day = SHUTDOWN - datetime.timedelta(days=30)
+
+    async def check() -> tuple[int, set[bytes]]:
+        async with worker_context(settings) as w:
+            staged = await notify_shutdowns(w.redis, w.queue, w.models, day, "u")
+            return staged, await w.redis.smembers(ALIAS_TENANTS_KEY)  # type: ignore[misc]
+
+    assert asyncio.run(check()) == (1, {b"acme"})
