@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,14 +10,25 @@ from litestar.di import NamedDependency
 from redis.asyncio import Redis
 
 from service.auth_failures import FailedKeyLimiter, tenant_for
+from service.inference.captures import CaptureRecorder
 from service.inference.proxy import Upstream
 from service.inference.usage import UsageMeter
 from service.limits import RateLimiter
-from service.models import ModelTable
+from service.models import ModelTable, today
 from service.providers import Providers
 from service.queue import Queue
 from service.settings import Settings
 from service.tenants import KeyRing
+
+__all__ = [
+    "Resources",
+    "Tenant",
+    "UsesResources",
+    "authenticate",
+    "identify",
+    "provide_tenant",
+    "today",
+]
 
 
 @dataclass
@@ -34,6 +44,7 @@ class Resources:
     # The chat path's upstream HTTP client and usage counters (service.inference).
     upstream: Upstream = field(default_factory=Upstream)
     usage: UsageMeter = field(default_factory=UsageMeter)
+    captures: CaptureRecorder = field(default_factory=CaptureRecorder)
     limiter: RateLimiter = field(default_factory=RateLimiter.off)
     failed_keys: FailedKeyLimiter = field(default_factory=FailedKeyLimiter.off)
 
@@ -58,6 +69,7 @@ class Resources:
     async def close(self) -> None:
         await self.providers.close()
         await self.usage.close()
+        await self.captures.close()
         await self.upstream.close()
         await self.queue.close()
 
@@ -65,11 +77,6 @@ class Resources:
 # Handler parameters filled by dependency injection: `resources: UsesResources, tenant: Tenant`.
 UsesResources = NamedDependency[Resources]
 Tenant = NamedDependency[str]
-
-
-def today() -> datetime.date:
-    """Today's date in UTC, the one clock model retirement is judged by."""
-    return datetime.datetime.now(datetime.UTC).date()
 
 
 async def provide_tenant(request: Request[Any, Any, Any], resources: UsesResources) -> str:

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-__all__ = ["ModelInfo", "ModelTable", "RetiredModel", "base_model_name"]
+__all__ = ["ModelInfo", "ModelTable", "RetiredModel", "base_model_name", "today"]
 
 Method = Literal["supervised", "dpo"]
 Price = Annotated[float, msgspec.Meta(ge=0)]
@@ -84,6 +84,11 @@ class _TableFile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     retired: tuple[RetiredModel, ...] = ()
 
 
+def today() -> datetime.date:
+    """Today's date in UTC, the one clock model retirement is judged by."""
+    return datetime.datetime.now(datetime.UTC).date()
+
+
 def base_model_name(model: str) -> str:
     """The base of a fine-tuned model id (`ft:BASE:org:suffix:id` → `BASE`); other names as is."""
     if model.startswith("ft:"):
@@ -127,6 +132,14 @@ class ModelTable(msgspec.Struct, frozen=True, kw_only=True):
         """The `[[retired]]` entry for `model` (or the base of an `ft:` model), if any."""
         name = base_model_name(model)
         return next((m for m in self.retired if name == m.name or name in m.aliases), None)
+
+    def shutdown(self, model: str, base_model: str | None = None) -> datetime.date | None:
+        """The day `model` stops answering: its own entry's, an `ft:` model's base's, else
+        (a model id that names no base, as some providers' do) `base_model`'s."""
+        info = self.get(model)
+        if info is None and base_model is not None:
+            info = self.get(base_model)
+        return None if info is None else info.shutdown
 
     def is_retired(self, model: str, today: datetime.date) -> datetime.date | None:
         """The day `model` (or its base) shut down, if that is `today` or earlier."""

@@ -9,6 +9,7 @@ from pathlib import Path
 import msgspec
 
 DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+DEFAULT_RESCUE_URL = "docs/shutdowns.md#rescue-an-alias-before-its-model-shuts-down"
 
 
 class ProviderSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -73,6 +74,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # A vLLM server that serves the local models instead of `burro model-server`: trainers
     # register each adapter there (trainer.serving.vllm); BURRO_LOCAL_URL then points at it.
     vllm_url: str | None = None
+    # Where a `model.shutdown_approaching` webhook sends people to rescue their alias: the
+    # deployment's published copy of the caller's guide, ideally.
+    rescue_url: str = DEFAULT_RESCUE_URL
     # Where a worker stops dead (service.faults): only crash tests set these.
     fault_points: tuple[str, ...] = ()
 
@@ -125,6 +129,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 Path(env["BURRO_BASE_MODELS_DIR"]) if env.get("BURRO_BASE_MODELS_DIR") else None
             ),
             vllm_url=env.get("BURRO_VLLM_URL") or None,
+            rescue_url=env.get("BURRO_RESCUE_URL") or DEFAULT_RESCUE_URL,
             fault_points=tuple(
                 p.strip() for p in env.get("BURRO_FAULT_POINTS", "").split(",") if p.strip()
             ),

@@ -143,3 +143,11 @@ DELIVER_WEBHOOK = register(
 
 RUN_EVALUATION = register(Task("run_evaluation", key="evaluation:{0}", timeout=120.0, max_tries=3))
 START_PROMOTION = register(Task("start_promotion", key="promotion:{0}", max_tries=3))
+
+# --- Models: shutdown notices (service.inference.shutdowns) -----------------------------------
+
+# Once a minute: cheap (one read per tenant with aliases), and a notice is staged once however
+# often it runs; the minute keeps a new alias, or a restarted deployment, from waiting a day.
+NOTIFY_SHUTDOWNS = register(
+    Task("notify_shutdowns", max_tries=1, carries_request=False, on_the_clock=(35,))
+)

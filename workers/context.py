@@ -9,6 +9,7 @@ line the run logs, so one request can be followed from the API into the workers.
 
 from __future__ import annotations
 
+import datetime
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from redis.asyncio import Redis
 
 from service.evaluations.runner import DEFAULT_CONCURRENCY
 from service.models import ModelTable
+from service.models import today as models_today
 from service.providers import Providers
 from service.queue import REQUEST_ID, Queue
 from service.retries import RetryPolicy, backoff
@@ -77,6 +79,8 @@ class WorkerContext:
     # timeout), so only a dead relay's entry is taken up by another.
     effects_lease: float = 60.0
     polling: PollState = field(default_factory=PollState)
+    # Today's date, by the clock model retirement is judged by (tests set their own day).
+    today: Callable[[], datetime.date] = models_today
     _sender: WebhookSender | None = field(default=None, init=False, repr=False)
 
     @property

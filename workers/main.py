@@ -29,7 +29,7 @@ from service.queue import QUEUE_NAME, Queue, deserialize_job, redis_settings, se
 from service.settings import Settings
 from service.tasks import CONTROL_QUEUE, Task
 from service.webhooks.addresses import DEFAULT_RESOLVE_TIMEOUT
-from workers import evaluations, fine_tuning, local_jobs, relay, upload, webhooks
+from workers import evaluations, fine_tuning, local_jobs, relay, shutdowns, upload, webhooks
 from workers.context import CTX_KEY, Core, JobContext, WorkerContext, arq_cron, arq_function
 from workers.supervisor import supervise
 
@@ -192,6 +192,7 @@ FUNCTIONS: dict[Task, Core] = {
     tasks.RUN_EVALUATION: evaluations.run_evaluation,
     tasks.START_PROMOTION: evaluations.start_promotion,
     tasks.WATCH_TRAINING: watch_training,
+    tasks.NOTIFY_SHUTDOWNS: shutdowns.notify_shutdowns,
 }
 
 
@@ -226,7 +227,7 @@ def worker_settings(
 ) -> type:
     """arq's WorkerSettings class for `settings`; `options` override WorkerContext's knobs
     (upload_threshold, upload_part_bytes, max_tries, retry_base, retry_cap, poll_jitter,
-    poll_concurrency, evaluation_concurrency, evaluation_budget, evaluation_retry).
+    poll_concurrency, evaluation_concurrency, evaluation_budget, evaluation_retry, today).
 
     `function_timeout` replaces every function's timeout (crash tests use a few seconds, so a
     killed worker's jobs run again soon); the locks scale with it.

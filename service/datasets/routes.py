@@ -27,7 +27,7 @@ from litestar.response import File
 from service.context import Resources, Tenant, UsesResources, provide_tenant, today
 from service.datasets.checks import DatasetCheck, DatasetReport, UnknownModel
 from service.datasets.format_hints import format_hint, with_hint
-from service.datasets.intake import RAW_TYPES, Intake, read_upload
+from service.datasets.intake import FEED_BYTES, RAW_TYPES, Intake, read_upload
 from service.datasets.local_tokens import TokenizerUnavailable
 from service.datasets.names import (
     DEFAULT_NAME,
@@ -234,6 +234,36 @@ async def store_dataset(
     intake.path = None
     await collection.save(dataset)
     return dataset, True
+
+
+async def dataset_from_bytes(
+    resources: Resources, tenant: str, name: str, content: bytes, *, kind: DatasetKind
+) -> tuple[Dataset, bool]:
+    """Store `content` (JSONL that Burro wrote, like an alias' captures) as the tenant's
+    dataset, checked exactly as an upload is: InvalidDataset, and nothing stored, when it
+    fails. Returns (dataset, created); the same bytes again give the dataset stored before."""
+    check = DatasetCheck(kind=kind, models=resources.models, today=today())
+    intake = Intake(
+        check, resources.settings.data_dir / "datasets", resources.settings.max_dataset_bytes
+    )
+    try:
+
+        def check_all() -> DatasetReport:
+            for start in range(0, len(content), FEED_BYTES):
+                intake.feed(content[start : start + FEED_BYTES])
+            return intake.finish()
+
+        report = await anyio.to_thread.run_sync(check_all)
+        if not report.valid:
+            failing = sum(report.error_counts.values())
+            raise InvalidDataset(
+                f"The dataset has {failing} error(s); nothing was stored.",
+                errors=report.errors,
+                error_counts=report.error_counts,
+            )
+        return await store_dataset(resources, tenant, name, report, intake)
+    finally:
+        intake.discard()
 
 
 @post(

@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
 from service.errors import Conflict, NotFound, Unprocessable
+from service.inference.captures import CaptureLimits, captures_key
 from service.inference.catalog import Target, catalog_key, encode_target, register_model, registered
 from service.jobs.records import JOBS, Job
 from service.store import PREFIX, Collection, now
@@ -31,6 +32,15 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # Bounds on what one alias record keeps: the log of moves and the rollback stack.
 MAX_HISTORY = 100
 _MAX_WATCH_RETRIES = 20
+# Capture's caps when the caller names none: a month of traffic, a thousand exchanges at most.
+# A month because that is what a team has between a shutdown notice and the shutdown, and no
+# longer than that is worth keeping people's prompts; a thousand because that is plenty to
+# distil or fine-tune on (OpenAI sees gains from 50 to 100 examples) and keeps an alias' Redis
+# footprint to a few megabytes.
+DEFAULT_CAPTURE_MAX_EXAMPLES = 1000
+DEFAULT_CAPTURE_MAX_AGE_DAYS = 30
+MAX_CAPTURE_EXAMPLES = 50_000
+MAX_CAPTURE_AGE_DAYS = 90
 
 
 class InvalidAliasName(Unprocessable):
@@ -70,6 +80,10 @@ class Alias(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: int
     history: list[AliasTarget] = []
     previous: list[str] = []
+    # Opt-in: record the chat exchanges through this alias (`service.inference.captures`).
+    capture: bool = False
+    capture_max_examples: int = DEFAULT_CAPTURE_MAX_EXAMPLES
+    capture_max_age_days: int = DEFAULT_CAPTURE_MAX_AGE_DAYS
 
     def target(self) -> Target:
         return Target(
@@ -78,7 +92,31 @@ class Alias(msgspec.Struct, frozen=True, kw_only=True):
             job_id=self.job,
             base_model=self.base_model,
             created=self.created_at,
+            capture_max_examples=self.capture_max_examples if self.capture else 0,
+            capture_max_age_days=self.capture_max_age_days if self.capture else 0,
         )
+
+    @property
+    def capture_limits(self) -> CaptureLimits:
+        return CaptureLimits(self.capture_max_examples, self.capture_max_age_days)
+
+
+class CaptureChange(msgspec.Struct, frozen=True, kw_only=True):
+    """What a caller changes of an alias' capture; UNSET fields stay as they are."""
+
+    capture: bool | msgspec.UnsetType = msgspec.UNSET
+    max_examples: int | msgspec.UnsetType = msgspec.UNSET
+    max_age_days: int | msgspec.UnsetType = msgspec.UNSET
+
+    def apply(self, alias: Alias) -> Alias:
+        changes: dict[str, object] = {}
+        if self.capture is not msgspec.UNSET:
+            changes["capture"] = self.capture
+        if self.max_examples is not msgspec.UNSET:
+            changes["capture_max_examples"] = self.max_examples
+        if self.max_age_days is not msgspec.UNSET:
+            changes["capture_max_age_days"] = self.max_age_days
+        return msgspec.structs.replace(alias, **changes) if changes else alias
 
 
 class _SucceededJob(Protocol):
@@ -108,6 +146,10 @@ def alias_key(tenant: str, name: str) -> str:
 
 def _index_key(tenant: str) -> str:
     return f"{PREFIX}:alias-index:{tenant}"
+
+
+ALIAS_TENANTS_KEY = f"{PREFIX}:alias-tenants"
+"""Set of the tenants that have (or had) an alias: what the shutdown check goes through."""
 
 
 def check_name(name: str) -> None:
@@ -172,13 +214,15 @@ async def _write(
                     return current, current
                 pipe.multi()  # type: ignore[no-untyped-call]
                 if updated is None:
-                    pipe.delete(key)
+                    # The alias goes, and what it captured with it.
+                    pipe.delete(key, captures_key(tenant, name))
                     pipe.hdel(catalog_key(tenant), f"a:{name}")
                     pipe.zrem(_index_key(tenant), name)
                 else:
                     pipe.set(key, _encoder.encode(updated))
                     pipe.hset(catalog_key(tenant), f"a:{name}", encode_target(updated.target()))  # type: ignore[arg-type]
                     pipe.zadd(_index_key(tenant), {name: updated.created_at}, nx=True)
+                    pipe.sadd(ALIAS_TENANTS_KEY, tenant)
                 await pipe.execute()
                 return current, updated
             except WatchError:  # moved by someone else meanwhile: read again
@@ -218,9 +262,16 @@ def _moved(
 
 
 async def point_alias(
-    redis: Redis, *, tenant: str, name: str, target: Target, reason: str
+    redis: Redis,
+    *,
+    tenant: str,
+    name: str,
+    target: Target,
+    reason: str,
+    capture: CaptureChange | None = None,
 ) -> tuple[Alias, bool]:
-    """Point `name` at `target` (a registered job's model); returns (alias, created).
+    """Point `name` at `target` (a registered job's model), changing its capture as `capture`
+    says; returns (alias, created).
 
     Pointing it where it already points does nothing (no history entry), so a repeated
     promotion by an at-least-once worker is harmless.
@@ -229,14 +280,32 @@ async def point_alias(
 
     def change(current: Alias | None) -> Alias | None:
         if current is not None and current.job == target.job_id:
-            return current
-        return _moved(current, tenant, name, target, reason, undo=False)
+            updated = current if capture is None else capture.apply(current)
+            return current if updated == current else updated
+        moved = _moved(current, tenant, name, target, reason, undo=False)
+        return moved if capture is None else capture.apply(moved)
 
     before, after = await _write(redis, tenant, name, change)
     assert after is not None
     if after is not before:
         log.info("alias.moved", tenant=tenant, alias=name, job=after.job, reason=reason)
     return after, before is None
+
+
+async def configure_capture(redis: Redis, tenant: str, name: str, capture: CaptureChange) -> Alias:
+    """Change the capture of the tenant's alias `name` (NotFound when there is none)."""
+
+    def change(current: Alias | None) -> Alias | None:
+        if current is None:
+            raise NotFound(f"No alias {name!r}.")
+        updated = capture.apply(current)
+        return current if updated == current else updated
+
+    before, after = await _write(redis, tenant, name, change)
+    assert after is not None
+    if after is not before:
+        log.info("alias.capture_changed", tenant=tenant, alias=name, capture=after.capture)
+    return after
 
 
 async def move_alias(

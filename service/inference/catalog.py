@@ -46,6 +46,10 @@ class Target(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     job_id: str | None
     base_model: str
     created: int = 0
+    # An alias that captures its traffic (`service.inference.captures`): its caps, read with
+    # the target in the chat path's one round trip. 0: no capture.
+    capture_max_examples: int = 0
+    capture_max_age_days: int = 0
 
 
 class ModelNotFound(NotFound):

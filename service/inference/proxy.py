@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import time
 from collections.abc import Callable
 from typing import NamedTuple
@@ -36,8 +37,13 @@ CONNECT_TIMEOUT = 10.0
 # Between two reads of a stream (or before a plain answer starts): generous, models think.
 READ_TIMEOUT = 600.0
 MAX_CONNECTIONS = 1024
+LARGE_BODY_BYTES = 1024 * 1024
 
 Account = Callable[[int, int], None]
+# Called with the whole answer (a JSON completion, or a stream's events) once it is out.
+Capture = Callable[[bytes], None]
+# A stream's events are held for capture up to this size; a longer answer is not captured.
+MAX_CAPTURED_BYTES = 4 * 1024 * 1024
 
 
 class BadGateway(BurroError):
@@ -208,6 +214,12 @@ _ANSWER = msgspec.json.Decoder(_Answer)
 _CHUNK = msgspec.json.Decoder(_Chunk)
 
 
+def _body(payload: bytes) -> bytes | io.BytesIO:
+    # aiohttp warns (ResourceWarning) about bytes bodies of 1 MiB or more, which it would copy
+    # in the event loop; a file-like body of known size is sent as it is read.
+    return payload if len(payload) < LARGE_BODY_BYTES else io.BytesIO(payload)
+
+
 def _overhead_header(started: float, waited: float) -> tuple[bytes, bytes]:
     overhead = max(time.perf_counter() - started - waited, 0.0)
     metrics.observe_proxy_overhead(overhead)
@@ -224,15 +236,19 @@ async def relay(
     *,
     started: float,
     account: Account,
+    capture: Capture | None = None,
 ) -> None:
-    """Send `payload` upstream and relay the answer to the client.
+    """Send `payload` upstream and relay the answer to the client; with `capture`, hand it the
+    answer afterwards when it was a success that reached the client whole.
 
     Raises BadGateway / GatewayTimeout (in OpenAI's shape) when the upstream cannot be reached
     before anything was sent to the client.
     """
     asked = time.perf_counter()
     try:
-        response = await upstream.session.post(endpoint.url, data=payload, headers=endpoint.headers)
+        response = await upstream.session.post(
+            endpoint.url, data=_body(payload), headers=endpoint.headers
+        )
     except TimeoutError:
         raise GatewayTimeout("The upstream model provider did not answer in time.") from None
     except aiohttp.ClientError as exc:
@@ -241,7 +257,7 @@ async def relay(
     try:
         if head.stream and response.status == 200:
             waited = time.perf_counter() - asked
-            await _relay_stream(response, receive, send, started, waited, head, account)
+            await _relay_stream(response, receive, send, started, waited, head, account, capture)
             return
         try:
             body = await response.read()
@@ -267,6 +283,8 @@ async def relay(
             except msgspec.DecodeError:
                 usage = None
             account(*((usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)))
+            if capture is not None:
+                capture(body)
     finally:
         response.release()
 
@@ -279,6 +297,7 @@ async def _relay_stream(
     waited: float,
     head: ChatHead,
     account: Account,
+    capture: Capture | None,
 ) -> None:
     await send(
         {
@@ -292,7 +311,7 @@ async def _relay_stream(
             ],
         }
     )
-    pump = asyncio.ensure_future(_pump(response, send, head.wants_usage_chunk, account))
+    pump = asyncio.ensure_future(_pump(response, send, head.wants_usage_chunk, account, capture))
     watch = asyncio.ensure_future(_until_disconnect(receive))
     try:
         await asyncio.wait((pump, watch), return_when=asyncio.FIRST_COMPLETED)
@@ -317,12 +336,19 @@ async def _until_disconnect(receive: Receive) -> None:
 
 
 async def _pump(
-    response: aiohttp.ClientResponse, send: Send, keep_usage_chunk: bool, account: Account
+    response: aiohttp.ClientResponse,
+    send: Send,
+    keep_usage_chunk: bool,
+    account: Account,
+    capture: Capture | None,
 ) -> None:
     """Relay whole server-sent events as they arrive (holding back at most one partial
-    event), take the usage from the usage chunk, drop that chunk unless the client wants it."""
+    event), take the usage from the usage chunk, drop that chunk unless the client wants it;
+    with `capture`, keep the events and hand them over once the stream has ended."""
     pending = b""
     counted = False
+    kept: list[bytes] | None = None if capture is None else []
+    kept_bytes = 0
     async for data in response.content.iter_any():
         if b"\r" in data:
             data = data.replace(b"\r\n", b"\n")
@@ -347,6 +373,13 @@ async def _pump(
         if ready:
             body = ready[0] if len(ready) == 1 else b"".join(ready)
             await send({"type": "http.response.body", "body": body, "more_body": True})
+            if kept is not None:
+                kept.append(body)
+                kept_bytes += len(body)
+                if kept_bytes > MAX_CAPTURED_BYTES:
+                    kept = None  # too big to capture: stop holding it
     if not counted:
         account(0, 0)
     await send({"type": "http.response.body", "body": pending, "more_body": False})
+    if capture is not None and kept is not None:
+        capture(b"".join(kept))

@@ -9,6 +9,7 @@ through the app's one error mapping, in OpenAI's shape for these paths.
 
 from __future__ import annotations
 
+import datetime
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -30,9 +31,10 @@ from service.context import (
     today,
 )
 from service.errors import PayloadTooLarge
-from service.inference.catalog import ModelNotFound, entries, resolve
+from service.inference.captures import CaptureLimits
+from service.inference.catalog import ModelNotFound, Target, entries, resolve
 from service.inference.missing_models import explain_missing_model
-from service.inference.proxy import read_head, relay, rewrite
+from service.inference.proxy import Capture, read_head, relay, rewrite
 from service.inference.usage import UsageReport, usage_report
 from service.problems import OpenAIErrorBody
 
@@ -104,8 +106,34 @@ async def chat_completions_app(scope: Scope, receive: Receive, send: Send) -> No
             redis, tenant, target.model, target.base_model, prompt_tokens, completion_tokens
         )
 
+    capture: Capture | None = None
+    if target.capture_max_examples:
+        # Only aliases that capture pay for it, and only once their answer is out.
+        limits = CaptureLimits(target.capture_max_examples, target.capture_max_age_days)
+        recorder, alias = resources.captures, head.model
+
+        def capture(answer: bytes) -> None:
+            recorder.record(
+                redis,
+                tenant=tenant,
+                alias=alias,
+                limits=limits,
+                body=body,
+                answer=answer,
+                model=target.model,
+                stream=bool(head.stream),
+            )
+
     await relay(
-        resources.upstream, endpoint, payload, head, receive, send, started=started, account=account
+        resources.upstream,
+        endpoint,
+        payload,
+        head,
+        receive,
+        send,
+        started=started,
+        account=account,
+        capture=capture,
     )
 
 
@@ -173,10 +201,14 @@ async def chat_completions(request: Request[Any, Any, Any]) -> ASGIApp:
 
 
 class Model(msgspec.Struct, frozen=True, kw_only=True):
+    """OpenAI's model object, and the day it stops answering (`shutdown`: its base model's
+    shutdown for a fine-tuned model or an alias; null when none is announced)."""
+
     id: str
     object: Literal["model"]
     created: int
     owned_by: str
+    shutdown: datetime.date | None = None
 
 
 class ModelList(msgspec.Struct, frozen=True, kw_only=True):
@@ -187,16 +219,21 @@ class ModelList(msgspec.Struct, frozen=True, kw_only=True):
 @get("/models", summary="The models you can chat with: fine-tuned models and aliases")
 async def list_models(resources: UsesResources, tenant: Tenant) -> ModelList:
     models, aliases = await entries(resources.redis, tenant)
-    data = [
-        Model(id=name, object="model", created=target.created, owned_by=tenant)
-        for name, target in sorted(models.items(), key=lambda kv: -kv[1].created)
-    ]
+    table = resources.models
+
+    def model(name: str, target: Target) -> Model:
+        return Model(
+            id=name,
+            object="model",
+            created=target.created,
+            owned_by=tenant,
+            shutdown=table.shutdown(target.model, target.base_model),
+        )
+
+    data = [model(n, t) for n, t in sorted(models.items(), key=lambda kv: -kv[1].created)]
+    data += [model(n, t) for n, t in sorted(aliases.items())]
     data += [
-        Model(id=name, object="model", created=target.created, owned_by=tenant)
-        for name, target in sorted(aliases.items())
-    ]
-    data += [
-        Model(id=name, object="model", created=0, owned_by="system")
+        Model(id=name, object="model", created=0, owned_by="system", shutdown=table.shutdown(name))
         for name in resources.settings.allowed_base_models
     ]
     data += [
@@ -218,7 +255,13 @@ async def retrieve_model(
     except ModelNotFound:
         raise await _explained(resources, tenant, model_id) from None
     owner = "system" if target.job_id is None else tenant
-    return Model(id=model_id, object="model", created=target.created, owned_by=owner)
+    return Model(
+        id=model_id,
+        object="model",
+        created=target.created,
+        owned_by=owner,
+        shutdown=resources.models.shutdown(target.model, target.base_model),
+    )
 
 
 @get(

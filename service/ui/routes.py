@@ -25,10 +25,11 @@ from litestar.exceptions import HTTPException
 from litestar.params import Body, FromPath, FromQuery, QueryParameter
 from litestar.response import Redirect
 
-from service.context import Tenant, UsesResources, authenticate
+from service.context import Tenant, UsesResources, authenticate, today
 from service.errors import BurroError, Unauthorized
 from service.evaluations.records import Answer, Row
 from service.evaluations.runner import evaluations, load_rows
+from service.inference.aliases import list_aliases
 from service.jobs import events as timeline
 from service.jobs.transitions import jobs
 from service.ui.drawing import Span, loss_chart, word_diff
@@ -69,9 +70,22 @@ def _usd(value: float) -> str:
     return f"${value:,.2f}" if value >= 0.01 else f"${value:.6f}".rstrip("0")
 
 
+def _shutdown(day: datetime.date | None) -> str:
+    """A shutdown date with how far off it is (today by the same clock as retirement)."""
+    if day is None:
+        return "—"
+    left = (day - today()).days
+    if left < 0:
+        return f"{day.isoformat()} (shut down)"
+    if left == 0:
+        return f"{day.isoformat()} (today)"
+    return f"{day.isoformat()} (in {left} day{'s' if left != 1 else ''})"
+
+
 _STYLESHEET = (Path(__file__).parent / "templates" / "style.css").read_text()
 _templates.filters["when"] = _when
 _templates.filters["usd"] = _usd
+_templates.filters["shutdown"] = _shutdown
 
 
 def render(template: str, status_code: int = 200, **context: Any) -> Response[str]:
@@ -235,7 +249,17 @@ async def jobs_page(
     resources: UsesResources, tenant: Tenant, after: FromQuery[str | None] = None
 ) -> Response[str]:
     page = await jobs(resources.redis).page(tenant, limit=JOBS_PER_PAGE, after=after)
-    return render("jobs.html", tenant=tenant, jobs=page.data, has_more=page.has_more)
+    table = resources.models
+    shutdowns = {j.id: table.shutdown(j.fine_tuned_model or j.model, j.model) for j in page.data}
+    aliases = [] if after is not None else await list_aliases(resources.redis, tenant)
+    return render(
+        "jobs.html",
+        tenant=tenant,
+        jobs=page.data,
+        has_more=page.has_more,
+        shutdowns=shutdowns,
+        aliases=[(a, table.shutdown(a.model, a.base_model)) for a in aliases],
+    )
 
 
 @get(
@@ -262,6 +286,7 @@ async def job_page(
         status_events=[e for e in events if e.type == "status"],
         chart=loss_chart(metrics.data),
         evaluations=evaluation_page.data,
+        shutdown=resources.models.shutdown(job.fine_tuned_model or job.model, job.model),
     )
 
 

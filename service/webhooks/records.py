@@ -27,6 +27,9 @@ JOB_EVENTS: tuple[str, ...] = (
     "job.failed",
     "job.cancelled",
 )
+# Events about the models behind a tenant's aliases (`service.inference.shutdowns`): Burro's
+# body, with a shutdown notice as `data`.
+MODEL_EVENTS: tuple[str, ...] = ("model.shutdown_approaching",)
 # OpenAI's own event names, in OpenAI's body (`service.webhooks.openai_form`): sent only to the
 # endpoints that name them, never through "*", whose receivers expect Burro's body.
 OPENAI_JOB_EVENTS: tuple[str, ...] = (
@@ -48,6 +51,8 @@ EventFilter = Literal[
     "job.succeeded",
     "job.failed",
     "job.cancelled",
+    "model.*",
+    "model.shutdown_approaching",
 ]
 
 # A message keeps its latest attempts only; redelivering forever must not grow it forever.
@@ -138,7 +143,7 @@ class WebhookEndpointCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_un
 
     url: Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
     events: Annotated[list[EventFilter], msgspec.Meta(max_length=32)] = []
-    """Event names, `job.*` or `*`; empty means every `job.` event. OpenAI's names
+    """Event names, `job.*`, `model.*` or `*`; empty means `*`. OpenAI's names
     (`fine_tuning.job.succeeded`, `.failed`, `.cancelled`) bring OpenAI's event body."""
     description: Annotated[str, msgspec.Meta(max_length=512)] = ""
 

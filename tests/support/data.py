@@ -24,6 +24,9 @@ from service.store import now
 BASE_MODEL = "gpt-4.1-mini-2025-04-14"
 # The model OpenAI's fine-tuning tutorial names: an alias in the shipped model table.
 TUTORIAL_MODEL = "gpt-4o-mini"
+# A day far from every shutdown in the model table: test workers run on it (support.workers),
+# so no shutdown notice joins the webhooks a test counts, whatever the calendar says.
+QUIET_DAY = datetime.date(2000, 1, 1)
 JSONL_HEADERS = {"Content-Type": "application/jsonl"}
 SYSTEM_PROMPT = "You are Burro, a helpful donkey."
 GREETING = "Hola burro! Cómo estás?"

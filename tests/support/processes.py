@@ -10,6 +10,7 @@ from typing import IO
 
 from service.settings import Settings
 from tests.support import ROOT
+from tests.support.data import QUIET_DAY
 
 # Variables a child worker must never inherit from the machine: its settings are the test's.
 _FOREIGN_PREFIXES = ("BURRO_", "OPENAI_", "AZURE_OPENAI_", "REDIS_URL")
@@ -57,15 +58,20 @@ class WorkerProcesses:
     ) -> subprocess.Popen[bytes]:
         """`burro worker` with `settings`. `function_timeout` (seconds) shortens every
         function's timeout, so arq runs a killed worker's job again that much sooner (it waits
-        for the timeout + 10 s); retries are then near-immediate too. Logs go to `stderr`
+        for the timeout + 10 s); retries are then near-immediate too, and the worker's day is
+        the quiet one of in-process test workers. Logs go to `stderr`
         (nowhere by default; BURRO_TEST_WORKER_LOGS=1 shows them)."""
         if function_timeout is None:
             command = [sys.executable, "-m", "burro", "worker"]
         else:
+            # On the test workers' quiet day (support.data.QUIET_DAY): no shutdown notice
+            # joins the webhooks a crash test counts, whatever the calendar says.
             code = (
-                "from service.settings import Settings; from workers.main import run; "
+                "import datetime; from service.settings import Settings; "
+                "from workers.main import run; "
                 f"run(Settings.from_env(), function_timeout={function_timeout!r}, "
-                "retry_base=0.05, retry_cap=0.5)"
+                "retry_base=0.05, retry_cap=0.5, "
+                f"today=lambda: datetime.date.fromisoformat({QUIET_DAY.isoformat()!r}))"
             )
             command = [sys.executable, "-c", code]
         shown = os.environ.get("BURRO_TEST_WORKER_LOGS")

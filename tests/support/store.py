@@ -1,12 +1,15 @@
 """Burro's store from synchronous tests: one async call against Redis, and the writes other
-parts of Burro make (a succeeded job's model, a job record, a queued function)."""
+parts of Burro make (a succeeded job's model, a job record, a queued function), and the
+commands Redis received while something ran."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Self, TypeVar
 
+import redis
 from redis.asyncio import Redis
 
 from service.inference.catalog import register_model
@@ -108,3 +111,34 @@ def publish_job_event(
 def save_job(redis_url: str, job: Job) -> None:
     """Store a job record (see `data.job_record`) as the jobs code stores it."""
     on_redis(redis_url, lambda r: Collection(r, JOBS, Job).save(job))
+
+
+STOP = "stop-monitoring"
+
+
+def commands_during(redis_url: str, action: Any) -> list[str]:
+    """The Redis commands that clients (not scripts) sent while `action()` ran."""
+    seen: list[str] = []
+    ready = threading.Event()
+    client = redis.Redis.from_url(redis_url)
+
+    def watch() -> None:
+        with client.monitor() as monitor:  # type: ignore[no-untyped-call]
+            ready.set()
+            while True:
+                command = monitor.next_command()
+                if STOP in command["command"]:
+                    return
+                if command["client_type"] != "lua":
+                    seen.append(command["command"].split()[0].upper())
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    assert ready.wait(10)
+    try:
+        action()
+    finally:
+        client.echo(STOP)
+        watcher.join(10)
+        client.close()
+    return seen

@@ -22,17 +22,20 @@ from service.models import ModelTable
 from service.providers import Providers
 from service.queue import Queue
 from service.settings import Settings
+from tests.support.data import QUIET_DAY
 from workers.context import WorkerContext
 from workers.main import worker_settings
 
 # Test knobs of the worker's context: a tiny upload threshold and parts (so the multipart path
-# runs on small files), near-immediate retries, few tries.
+# runs on small files), near-immediate retries, few tries, and a day on which the clock-run
+# shutdown check finds nothing due, unless a test gives the worker a day of its own.
 FAST_OPTIONS: dict[str, Any] = {
     "upload_threshold": 4096,
     "upload_part_bytes": 1024,
     "retry_base": 0.05,
     "retry_cap": 0.5,
     "max_tries": 4,
+    "today": lambda: QUIET_DAY,
 }
 # How long jobs still running when a background worker is stopped may take to finish.
 STOP_GRACE_SECONDS = 20

@@ -4,9 +4,6 @@ its limit gets OpenAI's 429."""
 
 from __future__ import annotations
 
-import threading
-from typing import Any
-
 import httpx
 import msgspec
 import pytest
@@ -14,9 +11,9 @@ import redis
 
 from service.settings import Settings
 from tests.support.fixtures import MakeClient, ServeBurro
+from tests.support.store import commands_during
 
 QUESTION = {"messages": [{"role": "user", "content": "Question number 7: what colour?"}]}
-STOP = "stop-monitoring"
 
 
 @pytest.fixture
@@ -25,34 +22,6 @@ def limited(settings: Settings, serve_burro: ServeBurro, make_client: MakeClient
     are limited too (as in production), which costs a right key nothing."""
     limits = {"rate_limit": 0.1, "rate_limit_burst": 3, "auth_failures_per_minute": 10.0}
     return make_client("acme", base_url=serve_burro(msgspec.structs.replace(settings, **limits)))
-
-
-def commands_during(redis_url: str, action: Any) -> list[str]:
-    """The Redis commands that clients (not scripts) sent while `action()` ran."""
-    seen: list[str] = []
-    ready = threading.Event()
-    client = redis.Redis.from_url(redis_url)
-
-    def watch() -> None:
-        with client.monitor() as monitor:  # type: ignore[no-untyped-call]
-            ready.set()
-            while True:
-                command = monitor.next_command()
-                if STOP in command["command"]:
-                    return
-                if command["client_type"] != "lua":
-                    seen.append(command["command"].split()[0].upper())
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    assert ready.wait(10)
-    try:
-        action()
-    finally:
-        client.echo(STOP)
-        watcher.join(10)
-        client.close()
-    return seen
 
 
 def test_a_chat_request_costs_one_round_trip_for_its_limit_and_its_model(
