@@ -13,7 +13,7 @@ import pytest
 
 from service.datasets.local_tokens import get_local_tokenizer
 from service.models import ModelTable
-from service.settings import Settings
+from service.settings import ProviderSettings, Settings
 from tests.support.data import BASE_MODEL, JSONL_HEADERS, jsonl
 from tests.support.fixtures import MakeClient, ServeBurro, with_sandbox
 from tests.support.training import WITHOUT_TRAINER_EXTRA
@@ -70,9 +70,11 @@ def local_client(
     """Burro with the table above, a trainer hour at $36, as tenant 'acme'."""
     table = tmp_path / "models.toml"
     table.write_text(TABLE)
-    custom = with_sandbox(
+    trainers = ProviderSettings(name="local", kind="local", base_url="http://127.0.0.1:9/v1")
+    hosted = with_sandbox(
         settings, sandbox_url, models_file=table, trainer_usd_per_hour=USD_PER_HOUR
     )
+    custom = msgspec.structs.replace(hosted, providers=(*hosted.providers, trainers))
     return make_client("acme", base_url=serve_burro(custom))
 
 
