@@ -5,7 +5,9 @@ cancel stops it within a step, and a trainer killed mid-run hands the job to ano
 
 from __future__ import annotations
 
+import base64
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,13 +42,13 @@ DONKEY_METHOD = {"type": "supervised", "hyperparameters": {"n_epochs": 10, "batc
 TRAINED_WITHIN = TRAINING_TIMEOUT - 60
 
 
-# A local model whose weights are not where its entry says.
-MISSING_MODEL = """
+# A local model whose directory has its config and tokenizer (so Burro counts and prices it)
+# but not its weights: what a trainer sees when its storage lacks a file the API's has.
+MISSING_WEIGHTS = """
 [[models]]
-name = "Missing-1B"
+name = "Weightless-135M"
 provider = "local"
-weights = "nowhere/missing.gguf"
-encoding = "cl100k_base"
+weights = "{weights}"
 max_tokens_per_example = 2048
 training_usd_per_1m_tokens = 0.0
 input_usd_per_1m_tokens = 0.0
@@ -221,13 +223,19 @@ def test_a_trainer_killed_mid_run_hands_the_job_to_another_which_resumes(
 def test_a_base_model_that_cannot_be_loaded_fails_the_job_with_a_clear_code(
     settings: Settings,
     model_cache: Path,
+    smollm2_dir: Path,
     tmp_path: Path,
     burro_servers: BurroServers,
     make_client: MakeClient,
     worker: MakeWorker,
 ) -> None:
+    weightless = tmp_path / "weightless"
+    shutil.copytree(smollm2_dir, weightless, ignore=shutil.ignore_patterns("*.safetensors"))
     models_file = tmp_path / "models.toml"
-    models_file.write_text((ROOT / "service" / "models.toml").read_text() + MISSING_MODEL)
+    models_file.write_text(
+        (ROOT / "service" / "models.toml").read_text()
+        + MISSING_WEIGHTS.format(weights=weightless.as_posix())
+    )
     broken = msgspec.structs.replace(local_settings(settings, model_cache), models_file=models_file)
     worker(broken, burst=False).start()
     api = make_client("acme", base_url=burro_servers.url(broken))
@@ -235,13 +243,13 @@ def test_a_base_model_that_cannot_be_loaded_fails_the_job_with_a_clear_code(
     try:
         trainers.start_trainer()
         dataset = upload_dataset(api, donkey_dataset())
-        job = create_job(api, dataset, model="Missing-1B")
+        job = create_job(api, dataset, model="Weightless-135M")
         done = job_status(api, job["id"], timeout=TRAINED_WITHIN)
     finally:
         trainers.stop_all()
     assert done["status"] == "failed"
     assert done["error"]["code"] == "base_model_unavailable"
-    assert "missing.gguf" in done["error"]["message"]
+    assert "cannot load its weights" in done["error"]["message"]
 
 
 def test_the_openai_sdk_fine_tunes_a_local_model_with_its_own_calls(
@@ -280,7 +288,8 @@ def test_the_openai_sdk_fine_tunes_a_local_model_with_its_own_calls(
         checkpoints = list(sdk.fine_tuning.jobs.checkpoints.list(created.id))
         assert sorted(c.step_number for c in checkpoints) == [3, 6]
 
-        result = sdk.files.content(job.result_files[0]).text
+        # As OpenAI serves it: the CSV, base64-encoded.
+        result = base64.b64decode(sdk.files.content(job.result_files[0]).content).decode()
         assert result.splitlines()[0].startswith("step,train_loss")
         assert len(result.strip().splitlines()) == 1 + 6
 
