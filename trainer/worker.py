@@ -33,6 +33,7 @@ import msgspec
 import structlog
 from arq import run_worker
 from arq.worker import Function
+from redis.exceptions import RedisError
 
 from service import tasks
 from service.datasets.records import content_path
@@ -107,7 +108,6 @@ class _Run:
         self.w, self.job, self.lease, self.attempt = w, job, lease, attempt
         self.stop = threading.Event()
         self.lease_lost = False
-        self.cancelled = False
         info = w.models.get(job.model)
         self.info = info
         self.model_name = local.trained_model_name(
@@ -181,14 +181,20 @@ class _Run:
         every = min(_WATCH_SECONDS, self.w.settings.trainer_lease_seconds / 3)
         while not self.stop.is_set():
             await asyncio.sleep(every)
-            if not await self.lease.renew():
+            try:
+                kept = await self.lease.renew()
+                current = await jobs(self.w.redis).get(self.job.id)
+            except RedisError as exc:
+                # Redis away for a moment: the lease outlives a few missed renewals, and a
+                # lease that lapsed meanwhile is seen as lost at the next one.
+                log.warning("training.watch_failed", job=self.job.id, error=str(exc))
+                continue
+            if not kept:
                 log.warning("training.lease_lost", job=self.job.id)
                 self.lease_lost = True
                 self.stop.set()
                 return
-            current = await jobs(self.w.redis).get(self.job.id)
             if current is None or current.terminal or current.cancel_requested:
-                self.cancelled = True
                 self.stop.set()
 
     async def _finish(self, result: RunResult) -> None:
