@@ -59,6 +59,8 @@ class RedisServer:
                 "--save", "",
                 "--maxmemory-policy", "noeviction",
                 "--protected-mode", "no",
+                # Its own log beside its data: a crash report names the command that crashed it.
+                "--logfile", str(self.data_dir / "redis.log"),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
