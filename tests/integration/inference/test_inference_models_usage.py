@@ -23,8 +23,10 @@ def test_models_lists_the_tenants_models_and_aliases_only(
 
     models = {m.id: m for m in sdk.models.list()}
 
-    assert set(models) == {sandbox_model, donkey, "gpt-4o-mini"}
+    # Burro's own base models (the local trainers') answer every tenant.
+    assert set(models) == {sandbox_model, donkey, "gpt-4o-mini", "SmolLM2-135M-Instruct"}
     assert models[donkey].owned_by == "acme" and models[donkey].object == "model"
+    assert models["SmolLM2-135M-Instruct"].owned_by == "burro"
     assert models[sandbox_model].created > 0
     assert sdk.models.retrieve(donkey).id == donkey
 
