@@ -29,7 +29,7 @@ from service.queue import QUEUE_NAME, Queue, deserialize_job, redis_settings, se
 from service.settings import Settings
 from service.tasks import CONTROL_QUEUE, Task
 from service.webhooks.addresses import DEFAULT_RESOLVE_TIMEOUT
-from workers import evaluations, fine_tuning, local_jobs, relay, upload, webhooks
+from workers import distillation, evaluations, fine_tuning, local_jobs, relay, upload, webhooks
 from workers.context import CTX_KEY, Core, JobContext, WorkerContext, arq_cron, arq_function
 from workers.supervisor import supervise
 
@@ -191,6 +191,7 @@ FUNCTIONS: dict[Task, Core] = {
     tasks.DELIVER_WEBHOOK: webhooks.deliver_webhook,
     tasks.RUN_EVALUATION: evaluations.run_evaluation,
     tasks.START_PROMOTION: evaluations.start_promotion,
+    tasks.ASK_TEACHER: distillation.ask_teacher,
     tasks.WATCH_TRAINING: watch_training,
 }
 
@@ -234,6 +235,8 @@ def worker_settings(
     if settings.redis_url is None:
         raise RuntimeError("REDIS_URL is not set")
     if function_timeout is not None:
+        # A time-boxed run hands over to its continuation well within the function's timeout.
+        options.setdefault("evaluation_budget", function_timeout / 2)
         options.setdefault("create_lock_ms", int(function_timeout * 1500))
         options.setdefault("upload_lock_ms", int(function_timeout * 1500))
 

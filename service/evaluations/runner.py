@@ -335,14 +335,19 @@ async def ask(
     example: Example,
     prices: ModelInfo | None,
     retry: RetryPolicy,
+    *,
+    max_tokens: int | None = None,
 ) -> Answer:
     """Put one prompt to `model` at temperature 0 and score the answer against the reference.
 
-    `prices` is the model table's entry whose inference prices apply (None: cost unknown).
+    `prices` is the model table's entry whose inference prices apply (None: cost unknown);
+    `max_tokens` bounds the answer (None: the model's own limit).
     """
     options: dict[str, Any] = {}
     if example.tools is not None:
         options["tools"] = example.tools
+    if max_tokens is not None:
+        options["max_tokens"] = max_tokens
     attempt = 0
     while True:
         attempt += 1

@@ -21,6 +21,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from service import tasks
 from service.context import Resources, Tenant, UsesResources, provide_tenant, today
 from service.datasets.records import Dataset
+from service.distillation import requests as distillation_requests
 from service.errors import BadRequest, Conflict, NotFound, Unprocessable
 from service.evaluations import promotion as gate
 from service.idempotency import IdempotencyKeys, fingerprint
@@ -132,6 +133,9 @@ async def _build_job(
             data=data.promotion,
             promote_to=data.promote_to,
         )
+    distillation = await distillation_requests.check(
+        resources.redis, settings, resources.models, tenant=tenant, data=data, prompts=training
+    )
     n_epochs = hyperparameters.n_epochs if isinstance(hyperparameters.n_epochs, int) else None
     stamp = now()
     return Job(
@@ -148,6 +152,7 @@ async def _build_job(
         metadata=metadata,
         promote_to=data.promote_to,
         promotion=promotion,
+        distillation=distillation,
         webhook_url=webhook_url,
         webhook_secret=webhook_secret,
         estimated_cost_usd=_estimated_cost(training, info, n_epochs),

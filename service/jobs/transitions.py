@@ -310,6 +310,28 @@ async def update_promotion(queue: Queue, job_id: str, **changes: Any) -> Job:
     return updated
 
 
+async def update_distillation(queue: Queue, job_id: str, **changes: Any) -> Job:
+    """Change fields of the job's distillation under the job lock (its progress, counted as
+    the teacher answers)."""
+    collection = jobs(queue.redis)
+    async with redis_lock(queue.redis, _lock_key(job_id)):
+        current = await collection.get(job_id)
+        if current is None or current.distillation is None:
+            raise InvalidTransition(f"No job {job_id!r} with a distillation.")
+        distillation = msgspec.structs.replace(current.distillation, **changes)
+        updated = msgspec.structs.replace(current, distillation=distillation, updated_at=now())
+        await collection.save(updated)
+    return updated
+
+
+@asynccontextmanager
+async def job_locked(redis: Redis, job_id: str) -> AsyncIterator[None]:
+    """Hold the job's lock (the one `transition` and `update` take) for a change of several
+    records at once, such as a distillation's hand-over to training."""
+    async with redis_lock(redis, _lock_key(job_id)):
+        yield
+
+
 async def record(
     queue: Queue,
     job_id: str,
