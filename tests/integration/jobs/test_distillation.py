@@ -1,0 +1,205 @@
+"""Distillation jobs on the sandbox: a teacher (a model fine-tuned on the sandbox, behind the
+alias the caller's code uses) answers every prompt once, its answers become two readable
+datasets, the student trains on them, and the alias moves to the student only when the student
+answers the held-out prompts close enough to the teacher. The teacher's tokens and cost are
+counted."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.api import job_status, upload_dataset
+from tests.support.data import BASE_MODEL, answer, chat_examples, jsonl, preference_examples
+from tests.support.fixtures import MakeWorker
+from tests.support.sandboxes import add_fault, chat_prompts
+from tests.support.waiting import wait_for
+
+OLD_ANSWER = "An answer nobody should learn."
+
+
+def prompts_file(n: int = 12) -> bytes:
+    """`n` chat examples whose answers are not the teacher's: a distillation ignores them."""
+    examples = chat_examples(n)
+    for example in examples:
+        example["messages"][-1]["content"] = OLD_ANSWER
+    return jsonl(examples)
+
+
+@pytest.fixture
+def keeper(client: httpx.Client, acme_job: str) -> str:
+    """The alias acme's code talks to, on the model to rescue (the sandbox model)."""
+    response = client.put("/v1/aliases/keeper", json={"job": acme_job})
+    assert response.status_code == 201, response.text
+    return "keeper"
+
+
+def distil(client: httpx.Client, prompts: str, **body: Any) -> dict[str, Any]:
+    response = client.post(
+        "/v1/jobs",
+        json={
+            "training_dataset": prompts,
+            "model": BASE_MODEL,
+            "teacher": {"model": "keeper"},
+            "promote_to": "keeper",
+            **body,
+        },
+    )
+    assert response.status_code == 202, response.text
+    job: dict[str, Any] = response.json()
+    return job
+
+
+def decided(client: httpx.Client, job_id: str) -> dict[str, Any]:
+    """The job once its promotion gate has decided."""
+
+    def check() -> dict[str, Any] | None:
+        job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] in ("failed", "cancelled"):
+            raise AssertionError(job)
+        gate = job["promotion"]
+        return job if gate and gate["status"] in ("promoted", "not_promoted") else None
+
+    return wait_for(check, what=f"{job_id}'s promotion")
+
+
+def last_answers(client: httpx.Client, dataset: str) -> list[str]:
+    content = client.get(f"/v1/datasets/{dataset}/content")
+    assert content.status_code == 200
+    return [json.loads(line)["messages"][-1]["content"] for line in content.text.splitlines()]
+
+
+def test_a_distillation_trains_the_student_on_the_teachers_answers_and_moves_the_alias(
+    client: httpx.Client,
+    worker: MakeWorker,
+    sandbox: httpx.Client,
+    sandbox_model: str,
+    keeper: str,
+) -> None:
+    worker(burst=False).start()
+    prompts = upload_dataset(client, prompts_file(12), name="prompts.jsonl")
+    created = distil(client, prompts)
+    assert created["status"] == "pending"
+    assert created["distillation"]["phase"] == "teacher"
+    assert created["distillation"]["teacher_model"] == sandbox_model
+
+    job = decided(client, created["id"])
+    d = job["distillation"]
+    assert job["status"] == "succeeded"
+    assert (d["phase"], d["prompts"], d["answered"], d["failed"]) == ("finished", 12, 12, 0)
+    assert job["training_dataset"] == d["dataset"] != prompts
+    # The teacher's answers, not the prompts' own: the sandbox model answers them word for word.
+    trained = last_answers(client, d["dataset"])
+    held = last_answers(client, d["holdout_dataset"])
+    assert (len(trained), len(held)) == (10, 2)
+    assert sorted(trained + held) == sorted(answer(i) for i in range(12))
+    assert OLD_ANSWER not in trained + held
+
+    # Every prompt was put to the teacher exactly once.
+    asked = chat_prompts(sandbox, sandbox_model)
+    assert sorted(asked.values()) == [1] * 12, asked
+
+    gate = job["promotion"]
+    assert gate["evaluation_dataset"] == d["holdout_dataset"]
+    assert gate["min_similarity"] == 0.6
+    assert gate["status"] == "promoted", gate
+    alias = client.get(f"/v1/aliases/{keeper}").json()
+    assert alias["model"] == job["fine_tuned_model"]
+    assert alias["history"][0]["reason"] == gate["reason"]
+    assert "≥ threshold 0.600" in gate["reason"]
+
+    # The teacher's tokens are the tenant's usage, priced as any chat; the job shows the cost.
+    usage = client.get("/v1/usage").json()
+    row = next(r for r in usage["data"] if r["model"] == sandbox_model)
+    assert row["requests"] == 12
+    assert (row["input_tokens"], row["output_tokens"]) == (
+        d["prompt_tokens"],
+        d["completion_tokens"],
+    )
+    assert d["teacher_cost_usd"] > 0
+    assert d["teacher_cost_usd"] == pytest.approx(row["cost_usd"], abs=1e-6)
+    kinds = [e["type"] for e in client.get(f"/v1/jobs/{job['id']}/events").json()["data"]]
+    assert kinds.count("distillation") == 2
+
+
+def test_a_student_that_falls_short_of_the_teacher_leaves_the_alias_where_it_was(
+    client: httpx.Client,
+    worker: MakeWorker,
+    sandbox_model: str,
+    keeper: str,
+    acme_job: str,
+) -> None:
+    worker(burst=False).start()
+    prompts = upload_dataset(client, prompts_file(12), name="prompts.jsonl")
+    job = decided(
+        client, distil(client, prompts, distillation={"holdout": 2, "min_similarity": 1.01})["id"]
+    )
+    gate = job["promotion"]
+    assert job["status"] == "succeeded"
+    assert gate["status"] == "not_promoted", gate
+    assert "< threshold 1.010" in gate["reason"]
+    alias = client.get(f"/v1/aliases/{keeper}").json()
+    assert (alias["job"], alias["model"]) == (acme_job, sandbox_model)
+    latest = alias["history"][0]
+    assert (latest["job"], latest["moved"], latest["reason"]) == (job["id"], False, gate["reason"])
+
+
+def test_a_teacher_that_refuses_the_prompts_fails_the_job_and_says_why(
+    client: httpx.Client, worker: MakeWorker, sandbox: httpx.Client, keeper: str
+) -> None:
+    worker(burst=False).start()
+    # Refused for good (a 400 is never tried again): twelve prompts, eleven refusals.
+    add_fault(sandbox, path_prefix="/v1/chat/completions", status=400, count=11)
+    prompts = upload_dataset(client, prompts_file(12), name="prompts.jsonl")
+    job = job_status(client, distil(client, prompts)["id"])
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "teacher_failed"
+    assert job["error"]["message"].startswith("The teacher answered 1 of 12 prompts (first failure:")
+    assert "at least 10 are needed" in job["error"]["message"]
+    assert (job["distillation"]["answered"], job["distillation"]["failed"]) == (1, 11)
+    assert job["upstream"]["job_id"] is None
+    # The job no longer holds its prompts.
+    assert client.delete(f"/v1/datasets/{prompts}").status_code == 204
+
+
+def test_a_job_request_with_a_teacher_is_checked_when_it_is_made(
+    client: httpx.Client, keeper: str
+) -> None:
+    prompts = upload_dataset(client, prompts_file(12), name="prompts.jsonl")
+    preference = upload_dataset(client, jsonl(preference_examples(12)), name="pref.jsonl")
+
+    def refused(**body: Any) -> str:
+        response = client.post(
+            "/v1/jobs", json={"training_dataset": prompts, "model": BASE_MODEL, **body}
+        )
+        assert response.status_code == 422, response.text
+        detail: str = response.json()["detail"]
+        return detail
+
+    assert refused(teacher={"model": "nobody"}).startswith("teacher.model: 'nobody' is none")
+    assert refused(teacher={"model": keeper}, distillation={"holdout": 3}).startswith(
+        "distillation.holdout: holding out 3 of the 12 prompts"
+    )
+    assert refused(distillation={"holdout": 2}).startswith("distillation: only a job with")
+    assert refused(
+        teacher={"model": keeper},
+        promote_to="keeper",
+        promotion={"evaluation_dataset": prompts},
+    ).startswith("promotion: a distillation gates promote_to")
+    dpo = {"type": "dpo"}
+    assert refused(teacher={"model": keeper}, training_dataset=preference, method=dpo).startswith(
+        f"training_dataset: {preference} is a preference set"
+    )
+    malformed = client.post(
+        "/v1/jobs",
+        json={
+            "training_dataset": prompts,
+            "model": BASE_MODEL,
+            "teacher": {"model": keeper},
+            "distillation": {"holdout": 1.5},
+        },
+    )
+    assert malformed.status_code == 400
