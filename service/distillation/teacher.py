@@ -175,8 +175,8 @@ async def run_teacher(
     retry: RetryPolicy | None = None,
     budget_seconds: float | None = None,
 ) -> str:
-    """Run the teacher phase of job `job_id` for up to `budget_seconds` (then queue its
-    continuation); at its end, hand the job over to training. Returns what it did, for logs.
+    """Run the teacher phase of job `job_id`: ask no new prompt after `budget_seconds` (then
+    queue the continuation); at its end, hand the job over to training. Returns what it did.
 
     Safe to run twice and to resume after a crash (see the module). A job that is cancelled
     meanwhile stops asking at once.
@@ -204,15 +204,19 @@ async def run_teacher(
     if d.prompts != len(prompts):
         job = await _announce(queue, job, len(prompts), len(held_out))
     done = {int(k) for k in await redis.hkeys(answers_key(job.id))}  # type: ignore[misc]
-    asker = _Asker(redis, queue, job, client, models, retry)
-    try:
-        async with asyncio.timeout(budget_seconds), asyncio.TaskGroup() as group:
-            for index, prompt in enumerate(prompts):
-                if index not in done:
-                    group.create_task(asker.one(index, prompt))
-    except TimeoutError:
-        stored = int(await redis.hlen(answers_key(job.id)))  # type: ignore[misc]
-        await _write_progress(queue, job.id, await _progress(redis, job.id))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + budget_seconds if budget_seconds is not None else float("inf")
+    asker = _Asker(redis, queue, job, client, models, retry, deadline)
+    async with asyncio.TaskGroup() as group:
+        for index, prompt in enumerate(prompts):
+            if index not in done:
+                group.create_task(asker.one(index, prompt))
+    stored = int(await redis.hlen(answers_key(job.id)))  # type: ignore[misc]
+    await _write_progress(queue, job.id, await _progress(redis, job.id))
+    job = await jobs(redis).get(job.id) or job
+    if job.terminal:
+        return job.status
+    if stored < len(prompts):
         if stored == len(done):
             return await _fail(
                 queue,
@@ -225,16 +229,16 @@ async def run_teacher(
         )
         log.info("distillation.continued", job=job.id, answers=stored)
         return "continued"
-    await _write_progress(queue, job.id, await _progress(redis, job.id))
-    job = await jobs(redis).get(job.id) or job
-    if job.terminal:
-        return job.status
     return await _hand_over(redis, queue, models, settings, job, prompts, training, held_out)
 
 
 class _Asker:
     """One run's questions to the teacher: at most `max_concurrency` in flight, each answer
-    stored as it comes, the job's progress written every `_PROGRESS_SECONDS` at most."""
+    stored as it comes, the job's progress written every `_PROGRESS_SECONDS` at most.
+
+    Past the run's `deadline` no new question is asked, but those in flight are answered and
+    stored: a question cut off would be asked again by the continuation, and paid twice.
+    """
 
     def __init__(
         self,
@@ -244,8 +248,10 @@ class _Asker:
         client: AsyncOpenAI,
         models: ModelTable,
         retry: RetryPolicy,
+        deadline: float,
     ) -> None:
         assert job.distillation is not None
+        self.deadline = deadline
         self.redis, self.queue, self.job, self.client, self.retry = redis, queue, job, client, retry
         self.distillation = job.distillation
         base, model = self.distillation.teacher_base_model, self.distillation.teacher_model
@@ -256,6 +262,8 @@ class _Asker:
     async def one(self, index: int, prompt: Example) -> None:
         d, job_id = self.distillation, self.job.id
         async with self.limit:
+            if asyncio.get_running_loop().time() >= self.deadline:
+                return  # the continuation asks it
             current = await jobs(self.redis).get(job_id)
             if current is None or current.terminal:
                 return  # cancelled: ask nothing more

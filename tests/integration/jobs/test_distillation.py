@@ -11,14 +11,26 @@ from typing import Any
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
+from service.distillation.teacher import answers_key
 from tests.support.api import job_status, upload_dataset
-from tests.support.data import BASE_MODEL, answer, chat_examples, jsonl, preference_examples
-from tests.support.fixtures import MakeWorker
+from tests.support.data import (
+    BASE_MODEL,
+    answer,
+    chat_examples,
+    jsonl,
+    preference_examples,
+    question,
+)
+from tests.support.fixtures import MakeWorker, SpawnWorker
 from tests.support.sandboxes import add_fault, chat_prompts
+from tests.support.store import RedisSession
 from tests.support.waiting import wait_for
 
 OLD_ANSWER = "An answer nobody should learn."
+# Seconds: arq runs a killed worker's job again once its timeout + 10 s have passed.
+FUNCTION_TIMEOUT = 3.0
 
 
 def prompts_file(n: int = 12) -> bytes:
@@ -157,7 +169,9 @@ def test_a_teacher_that_refuses_the_prompts_fails_the_job_and_says_why(
     job = job_status(client, distil(client, prompts)["id"])
     assert job["status"] == "failed"
     assert job["error"]["code"] == "teacher_failed"
-    assert job["error"]["message"].startswith("The teacher answered 1 of 12 prompts (first failure:")
+    assert job["error"]["message"].startswith(
+        "The teacher answered 1 of 12 prompts (first failure:"
+    )
     assert "at least 10 are needed" in job["error"]["message"]
     assert (job["distillation"]["answered"], job["distillation"]["failed"]) == (1, 11)
     assert job["upstream"]["job_id"] is None
@@ -203,3 +217,48 @@ def test_a_job_request_with_a_teacher_is_checked_when_it_is_made(
         },
     )
     assert malformed.status_code == 400
+
+
+@pytest.mark.crash
+def test_a_worker_killed_while_the_teacher_answers_is_replaced_and_no_stored_answer_is_asked_again(
+    client: httpx.Client,
+    sandbox: httpx.Client,
+    spawn_worker: SpawnWorker,
+    store: RedisSession,
+    sandbox_model: str,
+    keeper: str,
+) -> None:
+    # Each teacher answer takes a while, so the worker dies with answers stored and to come.
+    add_fault(sandbox, path_prefix="/v1/chat/completions", delay=0.3, count=1000)
+    first = spawn_worker(function_timeout=FUNCTION_TIMEOUT)
+    prompts = upload_dataset(client, prompts_file(12), name="prompts.jsonl")
+    job_id = distil(client, prompts, distillation={"max_concurrency": 2})["id"]
+
+    async def keys(redis: Redis) -> list[bytes]:
+        found: list[bytes] = await redis.hkeys(answers_key(job_id))  # type: ignore[misc]
+        return found
+
+    def stored() -> list[int]:
+        return sorted(int(k) for k in store(keys))
+
+    wait_for(lambda: len(stored()) >= 4, what="four answers stored")
+    first.kill()  # SIGKILL: no clean-up at all
+    first.wait(10)
+    before = stored()
+    assert len(before) < 12, "the teacher phase ended before the kill"
+    sandbox.delete("/sandbox/faults").raise_for_status()
+    spawn_worker(function_timeout=FUNCTION_TIMEOUT)
+
+    job = decided(client, job_id)
+    d = job["distillation"]
+    assert (d["prompts"], d["answered"], d["failed"]) == (12, 12, 0)
+    assert job["promotion"]["status"] == "promoted"
+    asked = chat_prompts(sandbox, sandbox_model)
+    assert set(asked) == {question(i) for i in range(12)}
+    # An answer stored before the kill was never asked again; only the questions in flight
+    # when the worker died (at most max_concurrency) were asked twice.
+    assert [asked[question(i)] for i in before] == [1] * len(before)
+    assert sum(asked.values()) <= 12 + 2, asked
+    # Each answer counted once in the tenant's usage, however often it was asked.
+    row = next(r for r in client.get("/v1/usage").json()["data"] if r["model"] == sandbox_model)
+    assert row["requests"] == 12
