@@ -388,6 +388,7 @@ async def _hand_over(
                 evaluation_dataset=holdout.id,
                 min_similarity=d.min_similarity,
                 max_examples=min(len(held), MAX_PROMOTION_EXAMPLES),
+                max_tokens=d.max_tokens,
             )
         updated = msgspec.structs.replace(
             current,

@@ -123,6 +123,8 @@ class Promotion(msgspec.Struct, frozen=True, kw_only=True):
     status: PromotionStatus = "pending"
     evaluation: str | None = None
     reason: str | None = None
+    # Each answer of the evaluation at most this long (a distillation's teacher's limit).
+    max_tokens: int | None = None
 
 
 DistillationPhase = Literal["teacher", "student"]
@@ -324,7 +326,9 @@ class PromotionOut(msgspec.Struct, frozen=True, kw_only=True):
 
     @classmethod
     def of(cls, promotion: Promotion) -> PromotionOut:
-        return cls(**msgspec.structs.asdict(promotion))
+        shown = msgspec.structs.asdict(promotion)
+        del shown["max_tokens"]  # the job's distillation shows it
+        return cls(**shown)
 
 
 DistillationStep = Literal["teacher", "student", "evaluation", "finished"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,7 +23,7 @@ def test_a_prompt_is_the_conversation_before_its_last_answer_and_the_answer_is_n
     tmp_path: Path,
 ) -> None:
     tools = [{"type": "function", "function": {"name": "hay", "parameters": {}}}]
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "messages": [
                 {"role": "system", "content": "Be Donkey."},
