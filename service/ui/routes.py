@@ -30,6 +30,7 @@ from service.errors import BurroError, Unauthorized
 from service.evaluations.records import Answer, Row
 from service.evaluations.runner import evaluations, load_rows
 from service.jobs import events as timeline
+from service.jobs.records import DistillationOut
 from service.jobs.transitions import jobs
 from service.ui.drawing import Span, loss_chart, word_diff
 from service.ui.sessions import (
@@ -262,6 +263,7 @@ async def job_page(
         status_events=[e for e in events if e.type == "status"],
         chart=loss_chart(metrics.data),
         evaluations=evaluation_page.data,
+        distillation=None if job.distillation is None else DistillationOut.of(job),
     )
 
 

@@ -136,6 +136,11 @@ def test_a_distillation_trains_the_student_on_the_teachers_answers_and_moves_the
     kinds = [e["type"] for e in client.get(f"/v1/jobs/{job['id']}/events").json()["data"]]
     assert kinds.count("distillation") == 2
 
+    # The job's page shows the distillation's steps, the one it is at, and what it made.
+    html = client.get(f"/ui/jobs/{job['id']}").text
+    assert 'aria-current="step"><strong>Finished</strong>' in html
+    assert "12 of 12 answered" in html and d["holdout_dataset"] in html
+
 
 def test_a_student_that_falls_short_of_the_teacher_leaves_the_alias_where_it_was(
     client: httpx.Client,

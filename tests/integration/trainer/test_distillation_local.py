@@ -7,6 +7,7 @@ threshold asks for more than the student gives."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,7 @@ def api(
 
 
 @pytest.fixture
-def trainers(local: Settings) -> Any:
+def trainers(local: Settings) -> Iterator[LocalTrainers]:
     children = LocalTrainers(local)
     children.serve_models()
     children.start_trainer()
