@@ -24,11 +24,13 @@ from tests.support.data import (
     question,
 )
 from tests.support.fixtures import MakeWorker, SpawnWorker
-from tests.support.sandboxes import add_fault, chat_prompts
+from tests.support.sandboxes import add_fault, chat_prompts, stats
 from tests.support.store import RedisSession
 from tests.support.waiting import wait_for
 
 OLD_ANSWER = "An answer nobody should learn."
+# Longer than the test: a request the fault holds goes on only when the faults are cleared.
+HELD = 300.0
 # Seconds: arq runs a killed worker's job again once its timeout + 10 s have passed.
 FUNCTION_TIMEOUT = 3.0
 
@@ -222,6 +224,37 @@ def test_a_job_request_with_a_teacher_is_checked_when_it_is_made(
         },
     )
     assert malformed.status_code == 400
+
+
+def test_a_distillation_cancelled_while_the_teacher_answers_asks_nothing_more(
+    client: httpx.Client,
+    worker: MakeWorker,
+    sandbox: httpx.Client,
+    sandbox_model: str,
+    keeper: str,
+) -> None:
+    worker(burst=False).start()
+    # The teacher holds its answers until the faults are cleared.
+    add_fault(sandbox, path_prefix="/v1/chat/completions", delay=HELD, count=1000)
+    prompts = upload_dataset(client, prompts_file(12), name="prompts.jsonl")
+    job_id = distil(client, prompts, distillation={"max_concurrency": 2})["id"]
+    wait_for(
+        lambda: stats(sandbox).get("POST /v1/chat/completions", 0) == 2,
+        what="two questions in flight",
+    )
+    cancelled = client.post(f"/v1/jobs/{job_id}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "cancelled"
+    sandbox.delete("/sandbox/faults").raise_for_status()
+
+    def both_answered() -> dict[str, Any] | None:
+        job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").json()
+        return job if job["distillation"]["answered"] == 2 else None
+
+    job = wait_for(both_answered, what="the two answers in flight to be stored")
+    assert job["status"] == "cancelled" and job["distillation"]["phase"] == "finished"
+    assert sum(chat_prompts(sandbox, sandbox_model).values()) == 2
+    assert client.delete(f"/v1/datasets/{prompts}").status_code == 204
 
 
 @pytest.mark.crash
