@@ -105,11 +105,13 @@ def _lock_key(job_id: str) -> str:
 
 
 def _datasets_used(job: Job) -> list[str]:
-    """The datasets a job keeps from deletion: its training and validation sets, and the test
-    set of its promotion gate."""
+    """The datasets a job keeps from deletion: its training and validation sets, the test set
+    of its promotion gate, and a distillation's held-out set."""
     used = [job.training_dataset, job.validation_dataset]
     if job.promotion is not None:
         used.append(job.promotion.evaluation_dataset)
+    if job.distillation is not None and job.distillation.holdout_dataset is not None:
+        used.append(job.distillation.holdout_dataset)
     return [d for d in used if d]
 
 

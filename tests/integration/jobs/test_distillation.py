@@ -166,6 +166,23 @@ def test_a_student_that_falls_short_of_the_teacher_leaves_the_alias_where_it_was
     assert (latest["job"], latest["moved"], latest["reason"]) == (job["id"], False, gate["reason"])
 
 
+def test_a_distillation_without_an_alias_trains_and_then_frees_every_dataset_it_used(
+    client: httpx.Client, worker: MakeWorker, keeper: str
+) -> None:
+    worker(burst=False).start()
+    prompts = upload_dataset(client, prompts_file(12), name="prompts.jsonl")
+    created = client.post(
+        "/v1/jobs",
+        json={"training_dataset": prompts, "model": BASE_MODEL, "teacher": {"model": keeper}},
+    )
+    assert created.status_code == 202, created.text
+    job = job_status(client, created.json()["id"])
+    assert job["status"] == "succeeded" and job["promotion"] is None
+    d = job["distillation"]
+    for dataset in (prompts, d["dataset"], d["holdout_dataset"]):
+        assert client.delete(f"/v1/datasets/{dataset}").status_code == 204, dataset
+
+
 def test_a_teacher_that_refuses_the_prompts_fails_the_job_and_says_why(
     client: httpx.Client, worker: MakeWorker, sandbox: httpx.Client, keeper: str
 ) -> None:
