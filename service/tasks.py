@@ -110,8 +110,8 @@ POLL_PROVIDER = register(
 # --- Distillation: a teacher answers the prompts first (service.distillation) ----------------
 
 # Time-boxed like an evaluation's run (it queues its continuation), and safe to run again: a
-# prompt with a stored answer is never asked twice.
-ASK_TEACHER = register(Task("ask_teacher", key="teacher:{0}", timeout=120.0, max_tries=5))
+# prompt with a stored answer is never asked twice. It bounds its own retries, as uploads do.
+ASK_TEACHER = register(Task("ask_teacher", key="teacher:{0}", timeout=120.0, max_tries=None))
 
 # --- Local training: jobs Burro trains itself (service.jobs.local) -----------------------------
 

@@ -105,6 +105,12 @@ async def create_upstream_job(ctx: JobContext, job_id: str) -> None:
     await _with_retries(ctx, job_id, fine_tuning.create_upstream_job, "create")
 
 
+async def ask_teacher(ctx: JobContext, job_id: str) -> None:
+    """A distillation's teacher phase; a failure of Burro's own (Redis away, a bug) is tried
+    again like an upload's, then fails the job, rather than leaving it pending."""
+    await _with_retries(ctx, job_id, distillation.ask_teacher, "teacher")
+
+
 async def refresh_job(ctx: JobContext, job_id: str) -> None:
     """Upstream said something changed: mirror now (a failure waits for the next poll)."""
     try:
@@ -191,7 +197,7 @@ FUNCTIONS: dict[Task, Core] = {
     tasks.DELIVER_WEBHOOK: webhooks.deliver_webhook,
     tasks.RUN_EVALUATION: evaluations.run_evaluation,
     tasks.START_PROMOTION: evaluations.start_promotion,
-    tasks.ASK_TEACHER: distillation.ask_teacher,
+    tasks.ASK_TEACHER: ask_teacher,
     tasks.WATCH_TRAINING: watch_training,
 }
 
