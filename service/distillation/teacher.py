@@ -412,18 +412,23 @@ async def _hand_over(
                 pipe.srem(users_key(d.prompts_dataset), job.id)
             await pipe.execute()
     cost = updated.distillation.teacher_cost_usd if updated.distillation else 0.0
+    # An answer cut at max_tokens teaches the student to stop mid-sentence: say how many were.
+    cut = sum(1 for a in answers.values() if usable(a) and a.finish_reason == "length")
     await record(
         queue,
         job.id,
         f"The teacher answered {len(answers) - len(failed)} of {len(prompts)} prompts "
         f"(${cost:.4f}): training set {dataset.id} ({len(train)} examples), held-out set "
-        f"{holdout.id} ({len(held)})",
+        f"{holdout.id} ({len(held)})"
+        + (f"; {cut} answers were cut at max_tokens ({d.max_tokens})" if cut else ""),
         type="distillation",
+        level="warn" if cut or failed else "info",
         data={
             "phase": "student",
             "dataset": dataset.id,
             "holdout_dataset": holdout.id,
             "failed": len(failed),
+            "cut_at_max_tokens": cut,
             "teacher_cost_usd": cost,
         },
     )

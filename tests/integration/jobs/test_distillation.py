@@ -166,19 +166,31 @@ def test_a_student_that_falls_short_of_the_teacher_leaves_the_alias_where_it_was
     assert (latest["job"], latest["moved"], latest["reason"]) == (job["id"], False, gate["reason"])
 
 
-def test_a_distillation_without_an_alias_trains_and_then_frees_every_dataset_it_used(
+def test_a_distillation_without_an_alias_trains_says_what_was_cut_and_frees_its_datasets(
     client: httpx.Client, worker: MakeWorker, keeper: str
 ) -> None:
     worker(burst=False).start()
     prompts = upload_dataset(client, prompts_file(12), name="prompts.jsonl")
     created = client.post(
         "/v1/jobs",
-        json={"training_dataset": prompts, "model": BASE_MODEL, "teacher": {"model": keeper}},
+        json={
+            "training_dataset": prompts,
+            "model": BASE_MODEL,
+            "teacher": {"model": keeper},
+            "distillation": {"max_tokens": 4},
+        },
     )
     assert created.status_code == 202, created.text
     job = job_status(client, created.json()["id"])
     assert job["status"] == "succeeded" and job["promotion"] is None
     d = job["distillation"]
+    # The teacher was asked for four tokens at most (the sandbox cuts at four characters each),
+    # and the job says that every answer was cut.
+    assert all(len(a) <= 16 for a in last_answers(client, d["dataset"]))
+    events = client.get(f"/v1/jobs/{job['id']}/events").json()["data"]
+    end = [e for e in events if e["type"] == "distillation"][-1]
+    assert (end["level"], end["data"]["cut_at_max_tokens"]) == ("warn", 12)
+    assert end["message"].endswith("; 12 answers were cut at max_tokens (4)")
     for dataset in (prompts, d["dataset"], d["holdout_dataset"]):
         assert client.delete(f"/v1/datasets/{dataset}").status_code == 204, dataset
 
