@@ -205,8 +205,12 @@ async def run_teacher(
         job = await _announce(queue, job, len(prompts), len(held_out))
     done = {int(k) for k in await redis.hkeys(answers_key(job.id))}  # type: ignore[misc]
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + budget_seconds if budget_seconds is not None else float("inf")
-    asker = _Asker(redis, queue, job, client, models, retry, deadline)
+    if budget_seconds is None:
+        deadline = hard_stop = float("inf")
+    else:
+        deadline = loop.time() + budget_seconds
+        hard_stop = deadline + budget_seconds / 4
+    asker = _Asker(redis, queue, job, client, models, retry, deadline, hard_stop)
     async with asyncio.TaskGroup() as group:
         for index, prompt in enumerate(prompts):
             if index not in done:
@@ -237,7 +241,9 @@ class _Asker:
     stored as it comes, the job's progress written every `_PROGRESS_SECONDS` at most.
 
     Past the run's `deadline` no new question is asked, but those in flight are answered and
-    stored: a question cut off would be asked again by the continuation, and paid twice.
+    stored: a question cut off would be asked again by the continuation, and paid twice. Only
+    one still unanswered at `hard_stop` (a quarter of the budget later, still inside the task's
+    timeout) is cut, so that the run ends and queues its continuation rather than being killed.
     """
 
     def __init__(
@@ -249,9 +255,10 @@ class _Asker:
         models: ModelTable,
         retry: RetryPolicy,
         deadline: float,
+        hard_stop: float,
     ) -> None:
         assert job.distillation is not None
-        self.deadline = deadline
+        self.deadline, self.hard_stop = deadline, hard_stop
         self.redis, self.queue, self.job, self.client, self.retry = redis, queue, job, client, retry
         self.distillation = job.distillation
         base, model = self.distillation.teacher_base_model, self.distillation.teacher_model
@@ -267,14 +274,19 @@ class _Asker:
             current = await jobs(self.redis).get(job_id)
             if current is None or current.terminal:
                 return  # cancelled: ask nothing more
-            answer = await ask(
-                self.client,
-                d.teacher_model,
-                prompt,
-                self.prices,
-                self.retry,
-                max_tokens=d.max_tokens,
-            )
+            try:
+                async with asyncio.timeout_at(self.hard_stop):
+                    answer = await ask(
+                        self.client,
+                        d.teacher_model,
+                        prompt,
+                        self.prices,
+                        self.retry,
+                        max_tokens=d.max_tokens,
+                    )
+            except TimeoutError:
+                log.warning("distillation.question_cut", job=job_id, index=index)
+                return  # too slow for this run: the continuation asks it again
         progress = await _store(self.redis, self.job, index, answer)
         if not usable(answer):
             log.warning("distillation.prompt_failed", job=job_id, index=index, error=answer.error)
