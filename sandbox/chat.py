@@ -132,6 +132,8 @@ async def chat_completions(request: Request[Any, Any, Any], sandbox: Sandbox) ->
         prompt_tokens += 3 + _tokens(content)
         if message.get("role") == "user":
             prompt = content
+    asked = sandbox.chat_prompts.setdefault(model, {})
+    asked[prompt] = asked.get(prompt, 0) + 1
     answer, finish_reason = _limit(_answer(sandbox, model, prompt), body)
     completion_tokens = _tokens(answer)
     usage = {

@@ -31,6 +31,8 @@ class FaultsOut(msgspec.Struct, frozen=True):
 class StatsOut(msgspec.Struct, frozen=True):
     requests: dict[str, int]
     total: int
+    # Chat completions answered, by model and by the text of their last user message.
+    chat_prompts: dict[str, dict[str, int]] = {}
 
 
 _FAULT = msgspec.json.Decoder(FaultIn)
@@ -161,12 +163,17 @@ async def clear_faults(sandbox: Sandbox) -> None:
 
 @get("/stats")
 async def stats(sandbox: Sandbox) -> StatsOut:
-    return StatsOut(requests=dict(sandbox.stats), total=sum(sandbox.stats.values()))
+    return StatsOut(
+        requests=dict(sandbox.stats),
+        total=sum(sandbox.stats.values()),
+        chat_prompts={m: dict(p) for m, p in sandbox.chat_prompts.items()},
+    )
 
 
 @delete("/stats", status_code=204)
 async def reset_stats(sandbox: Sandbox) -> None:
     sandbox.stats.clear()
+    sandbox.chat_prompts.clear()
 
 
 router = Router(

@@ -71,6 +71,9 @@ class SandboxState:
     checks: dict[tuple[str, str], DatasetCheck] = field(default_factory=dict)
     faults: list[FaultRule] = field(default_factory=list)
     stats: dict[str, int] = field(default_factory=dict)
+    # Chat requests answered, by model and by their last user message: who was asked what,
+    # how often.
+    chat_prompts: dict[str, dict[str, int]] = field(default_factory=dict)
     # Jobs that just finished and whose webhook is still to be sent.
     outbox: list[str] = field(default_factory=list)
     # (wall time, job id): when an active job's phase ends; a heap, used only with webhooks.

@@ -90,6 +90,11 @@ def evaluation_continuation_id(evaluation_id: str, rows_done: int) -> str:
     return f"evaluation:{evaluation_id}:after-{rows_done}"
 
 
+def teacher_continuation_id(job_id: str, answers: int) -> str:
+    """A distillation's teacher run that carries on after `answers` stored answers."""
+    return f"teacher:{job_id}:after-{answers}"
+
+
 # --- Jobs: dataset → upstream → poll ------------------------------------------------------------
 
 UPLOAD_JOB_FILES = register(
@@ -101,6 +106,12 @@ CANCEL_JOB = register(Task("cancel_job", key="cancel:{0}", max_tries=None))
 POLL_PROVIDER = register(
     Task("poll_provider", key="poll:{0}", max_tries=FOREVER, carries_request=False)
 )
+
+# --- Distillation: a teacher answers the prompts first (service.distillation) ----------------
+
+# Time-boxed like an evaluation's run (it queues its continuation), and safe to run again: a
+# prompt with a stored answer is never asked twice. It bounds its own retries, as uploads do.
+ASK_TEACHER = register(Task("ask_teacher", key="teacher:{0}", timeout=120.0, max_tries=None))
 
 # --- Local training: jobs Burro trains itself (service.jobs.local) -----------------------------
 

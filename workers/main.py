@@ -29,7 +29,16 @@ from service.queue import QUEUE_NAME, Queue, deserialize_job, redis_settings, se
 from service.settings import Settings
 from service.tasks import CONTROL_QUEUE, Task
 from service.webhooks.addresses import DEFAULT_RESOLVE_TIMEOUT
-from workers import evaluations, fine_tuning, local_jobs, relay, shutdowns, upload, webhooks
+from workers import (
+    distillation,
+    evaluations,
+    fine_tuning,
+    local_jobs,
+    relay,
+    shutdowns,
+    upload,
+    webhooks,
+)
 from workers.context import CTX_KEY, Core, JobContext, WorkerContext, arq_cron, arq_function
 from workers.supervisor import supervise
 
@@ -103,6 +112,12 @@ async def upload_job_files(ctx: JobContext, job_id: str) -> None:
 
 async def create_upstream_job(ctx: JobContext, job_id: str) -> None:
     await _with_retries(ctx, job_id, fine_tuning.create_upstream_job, "create")
+
+
+async def ask_teacher(ctx: JobContext, job_id: str) -> None:
+    """A distillation's teacher phase; a failure of Burro's own (Redis away, a bug) is tried
+    again like an upload's, then fails the job, rather than leaving it pending."""
+    await _with_retries(ctx, job_id, distillation.ask_teacher, "teacher")
 
 
 async def refresh_job(ctx: JobContext, job_id: str) -> None:
@@ -191,6 +206,7 @@ FUNCTIONS: dict[Task, Core] = {
     tasks.DELIVER_WEBHOOK: webhooks.deliver_webhook,
     tasks.RUN_EVALUATION: evaluations.run_evaluation,
     tasks.START_PROMOTION: evaluations.start_promotion,
+    tasks.ASK_TEACHER: ask_teacher,
     tasks.WATCH_TRAINING: watch_training,
     tasks.NOTIFY_SHUTDOWNS: shutdowns.notify_shutdowns,
 }
@@ -235,6 +251,8 @@ def worker_settings(
     if settings.redis_url is None:
         raise RuntimeError("REDIS_URL is not set")
     if function_timeout is not None:
+        # A time-boxed run hands over to its continuation well within the function's timeout.
+        options.setdefault("evaluation_budget", function_timeout / 2)
         options.setdefault("create_lock_ms", int(function_timeout * 1500))
         options.setdefault("upload_lock_ms", int(function_timeout * 1500))
 

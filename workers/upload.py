@@ -91,6 +91,10 @@ async def upload_job_files(w: WorkerContext, job_id: str) -> None:
     job = await jobs(w.redis).get(job_id)
     if job is None or job.status in TERMINAL:
         return
+    if job.distillation is not None and job.distillation.phase == "teacher":
+        # The training set is the teacher's answers, not there yet: they come first.
+        await w.queue.enqueue(tasks.ASK_TEACHER, job_id)
+        return
     if w.settings.trains_locally(job.provider):
         await local_jobs.start(w, job)
         return

@@ -97,6 +97,7 @@ async def start(
             ),
             request_id=job.request_id,
             evaluation_id=evaluation_id,
+            max_tokens=gate.max_tokens,
         )
     except BurroError as exc:
         await _conclude(

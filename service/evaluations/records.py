@@ -126,6 +126,9 @@ class Evaluation(msgspec.Struct, frozen=True, kw_only=True):
     request_id: str | None = None
     # The model whose prices the baseline's answers cost (a fine-tuned baseline's base).
     baseline_base_model: str = ""
+    # The longest answer asked of either model (a distillation's gate asks the student as its
+    # teacher was asked); None: the models' own limits.
+    max_tokens: int | None = None
 
     @property
     def terminal(self) -> bool:

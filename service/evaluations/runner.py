@@ -105,6 +105,7 @@ async def create_evaluation(
     data: EvaluationCreate,
     request_id: str | None = None,
     evaluation_id: str | None = None,
+    max_tokens: int | None = None,
 ) -> Evaluation:
     """Check a request and store its evaluation, `queued`; the caller enqueues its run
     (`tasks.RUN_EVALUATION`).
@@ -114,7 +115,8 @@ async def create_evaluation(
     The dataset counts as in use (it cannot be deleted) until the evaluation ends.
 
     With `evaluation_id` (a promotion gate's fixed id) an evaluation already stored under it is
-    returned as it is, so a repeated call creates nothing twice.
+    returned as it is, so a repeated call creates nothing twice. `max_tokens` bounds every
+    answer asked (a distillation's gate asks the student as its teacher was asked).
     """
     if evaluation_id is not None:
         existing = await evaluations(redis).get(evaluation_id)
@@ -157,6 +159,7 @@ async def create_evaluation(
         created_at=stamp,
         updated_at=stamp,
         request_id=request_id,
+        max_tokens=max_tokens,
     )
     await evaluations(redis).save(evaluation)
     await redis.sadd(users_key(dataset.id), evaluation.id)  # type: ignore[misc]
@@ -303,7 +306,14 @@ async def run_evaluation(
 
     async def _ask(client: AsyncOpenAI, model: str, price_model: str, example: Example) -> Answer:
         async with limit:
-            return await ask(client, model, example, models.get(price_model), retry)
+            return await ask(
+                client,
+                model,
+                example,
+                models.get(price_model),
+                retry,
+                max_tokens=evaluation.max_tokens,
+            )
 
     try:
         async with asyncio.timeout(budget_seconds), asyncio.TaskGroup() as group:
@@ -335,14 +345,19 @@ async def ask(
     example: Example,
     prices: ModelInfo | None,
     retry: RetryPolicy,
+    *,
+    max_tokens: int | None = None,
 ) -> Answer:
     """Put one prompt to `model` at temperature 0 and score the answer against the reference.
 
-    `prices` is the model table's entry whose inference prices apply (None: cost unknown).
+    `prices` is the model table's entry whose inference prices apply (None: cost unknown);
+    `max_tokens` bounds the answer (None: the model's own limit).
     """
     options: dict[str, Any] = {}
     if example.tools is not None:
         options["tools"] = example.tools
+    if max_tokens is not None:
+        options["max_tokens"] = max_tokens
     attempt = 0
     while True:
         attempt += 1

@@ -123,6 +123,46 @@ class Promotion(msgspec.Struct, frozen=True, kw_only=True):
     status: PromotionStatus = "pending"
     evaluation: str | None = None
     reason: str | None = None
+    # Each answer of the evaluation at most this long (a distillation's teacher's limit).
+    max_tokens: int | None = None
+
+
+DistillationPhase = Literal["teacher", "student"]
+# A distillation keeps this share of its prompts for the evaluation unless the job says otherwise.
+DEFAULT_HOLDOUT = 0.2
+DEFAULT_DISTILLATION_SIMILARITY = 0.6
+DEFAULT_TEACHER_CONCURRENCY = 4
+MAX_TEACHER_CONCURRENCY = 64
+
+
+class Distillation(msgspec.Struct, frozen=True, kw_only=True):
+    """A job that first asks a teacher model every prompt of `prompts_dataset`, then trains its
+    student (the job's `model`) on the answers (`service.distillation`).
+
+    `phase` is `teacher` until both datasets are written, then `student`: from there on the job
+    is a normal job on `dataset`, gated on `holdout_dataset`. The teacher is pinned when the job
+    is created (`teacher_model` on `teacher_provider`), so an alias that moves meanwhile does
+    not change who answers.
+    """
+
+    teacher: str
+    teacher_model: str
+    teacher_provider: str
+    teacher_base_model: str
+    prompts_dataset: str
+    holdout: float | int = DEFAULT_HOLDOUT
+    min_similarity: float = DEFAULT_DISTILLATION_SIMILARITY
+    max_concurrency: int = DEFAULT_TEACHER_CONCURRENCY
+    max_tokens: int | None = None
+    phase: DistillationPhase = "teacher"
+    prompts: int = 0
+    answered: int = 0
+    failed: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    teacher_cost_usd: float = 0.0
+    dataset: str | None = None
+    holdout_dataset: str | None = None
 
 
 class Job(msgspec.Struct, frozen=True, kw_only=True):
@@ -168,6 +208,7 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     promotion: Promotion | None = None
     # The hyperparameters the provider settled on ("auto" resolved), once it says.
     resolved_hyperparameters: Hyperparameters | None = None
+    distillation: Distillation | None = None
 
     @property
     def terminal(self) -> bool:
@@ -214,6 +255,30 @@ class PromotionIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     )
 
 
+class TeacherIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The model whose answers the student learns: any model the tenant can chat with (one of
+    its fine-tuned models, a job id, an alias, or a base model Burro serves)."""
+
+    model: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+
+
+class DistillationIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How a distillation runs. `holdout`: the prompts kept out of training for the evaluation
+    that gates `promote_to`, a fraction (0 < x < 1) or a count; `min_similarity`: the mean
+    similarity of the student's answers to the teacher's that the gate asks for;
+    `max_concurrency`: teacher requests in flight; `max_tokens`: per teacher answer."""
+
+    holdout: (
+        Annotated[float, msgspec.Meta(gt=0, lt=1)]
+        | Annotated[int, msgspec.Meta(ge=1, le=MAX_PROMOTION_EXAMPLES)]
+    ) = DEFAULT_HOLDOUT
+    min_similarity: Annotated[float, msgspec.Meta(ge=0, le=2)] = DEFAULT_DISTILLATION_SIMILARITY
+    max_concurrency: Annotated[int, msgspec.Meta(ge=1, le=MAX_TEACHER_CONCURRENCY)] = (
+        DEFAULT_TEACHER_CONCURRENCY
+    )
+    max_tokens: Annotated[int, msgspec.Meta(ge=1, le=32_768)] | None = None
+
+
 class JobCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The body of `POST /v1/jobs`."""
 
@@ -233,6 +298,8 @@ class JobCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     ) = None
     provider: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
     promotion: PromotionIn | None = None
+    teacher: TeacherIn | None = None
+    distillation: DistillationIn | None = None
 
 
 # --- Responses -------------------------------------------------------------------------------
@@ -263,7 +330,64 @@ class PromotionOut(msgspec.Struct, frozen=True, kw_only=True):
 
     @classmethod
     def of(cls, promotion: Promotion) -> PromotionOut:
-        return cls(**msgspec.structs.asdict(promotion))
+        shown = msgspec.structs.asdict(promotion)
+        del shown["max_tokens"]  # the job's distillation shows it
+        return cls(**shown)
+
+
+DistillationStep = Literal["teacher", "student", "evaluation", "finished"]
+
+
+class DistillationOut(msgspec.Struct, frozen=True, kw_only=True):
+    """A distillation as callers see it: which step it is at (`teacher`: asking the teacher;
+    `student`: training the student; `evaluation`: the gate compares the student with the
+    teacher on the held-out prompts; `finished`), its progress, datasets and cost."""
+
+    teacher: str
+    teacher_model: str
+    prompts_dataset: str
+    phase: DistillationStep
+    prompts: int
+    answered: int
+    failed: int
+    holdout: float | int
+    min_similarity: float
+    max_concurrency: int
+    max_tokens: int | None
+    dataset: str | None
+    holdout_dataset: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    teacher_cost_usd: float
+
+    @classmethod
+    def of(cls, job: Job) -> DistillationOut:
+        d = job.distillation
+        assert d is not None
+        step: DistillationStep = d.phase
+        if d.phase == "student" and job.terminal:
+            gate = job.promotion
+            step = "evaluation" if gate is not None and gate.status == "evaluating" else "finished"
+        elif job.terminal:
+            step = "finished"
+        return cls(
+            teacher=d.teacher,
+            teacher_model=d.teacher_model,
+            prompts_dataset=d.prompts_dataset,
+            phase=step,
+            prompts=d.prompts,
+            answered=d.answered,
+            failed=d.failed,
+            holdout=d.holdout,
+            min_similarity=d.min_similarity,
+            max_concurrency=d.max_concurrency,
+            max_tokens=d.max_tokens,
+            dataset=d.dataset,
+            holdout_dataset=d.holdout_dataset,
+            prompt_tokens=d.prompt_tokens,
+            completion_tokens=d.completion_tokens,
+            teacher_cost_usd=d.teacher_cost_usd,
+        )
 
 
 class JobOut(msgspec.Struct, frozen=True, kw_only=True):
@@ -295,6 +419,7 @@ class JobOut(msgspec.Struct, frozen=True, kw_only=True):
     promotion: PromotionOut | None = None
     estimated_trained_tokens: int | None = None
     estimated_duration_seconds: int | None = None
+    distillation: DistillationOut | None = None
 
     @classmethod
     def of(cls, job: Job, *, show_secret: bool = False) -> JobOut:
@@ -336,6 +461,7 @@ class JobOut(msgspec.Struct, frozen=True, kw_only=True):
             promotion=None if job.promotion is None else PromotionOut.of(job.promotion),
             estimated_trained_tokens=job.estimated_trained_tokens,
             estimated_duration_seconds=job.estimated_duration_seconds,
+            distillation=None if job.distillation is None else DistillationOut.of(job),
         )
 
 

@@ -22,6 +22,7 @@ from service import tasks
 from service.context import Resources, Tenant, UsesResources, provide_tenant, today
 from service.datasets.checks import training_cost, training_seconds
 from service.datasets.records import Dataset
+from service.distillation import requests as distillation_requests
 from service.errors import BadRequest, Conflict, NotFound, Unprocessable
 from service.evaluations import promotion as gate
 from service.idempotency import IdempotencyKeys, fingerprint
@@ -146,6 +147,9 @@ async def _build_job(
             data=data.promotion,
             promote_to=data.promote_to,
         )
+    distillation = await distillation_requests.check(
+        resources.redis, settings, resources.models, tenant=tenant, data=data, prompts=training
+    )
     n_epochs = hyperparameters.n_epochs if isinstance(hyperparameters.n_epochs, int) else None
     estimate = _estimate(training, info, n_epochs, settings.trainer_usd_per_hour)
     stamp = now()
@@ -163,6 +167,7 @@ async def _build_job(
         metadata=metadata,
         promote_to=data.promote_to,
         promotion=promotion,
+        distillation=distillation,
         webhook_url=webhook_url,
         webhook_secret=webhook_secret,
         estimated_cost_usd=estimate.cost_usd,

@@ -105,11 +105,13 @@ def _lock_key(job_id: str) -> str:
 
 
 def _datasets_used(job: Job) -> list[str]:
-    """The datasets a job keeps from deletion: its training and validation sets, and the test
-    set of its promotion gate."""
+    """The datasets a job keeps from deletion: its training and validation sets, the test set
+    of its promotion gate, and a distillation's held-out set."""
     used = [job.training_dataset, job.validation_dataset]
     if job.promotion is not None:
         used.append(job.promotion.evaluation_dataset)
+    if job.distillation is not None and job.distillation.holdout_dataset is not None:
+        used.append(job.distillation.holdout_dataset)
     return [d for d in used if d]
 
 
@@ -308,6 +310,28 @@ async def update_promotion(queue: Queue, job_id: str, **changes: Any) -> Job:
         updated = msgspec.structs.replace(current, promotion=promotion, updated_at=now())
         await collection.save(updated)
     return updated
+
+
+async def update_distillation(queue: Queue, job_id: str, **changes: Any) -> Job:
+    """Change fields of the job's distillation under the job lock (its progress, counted as
+    the teacher answers)."""
+    collection = jobs(queue.redis)
+    async with redis_lock(queue.redis, _lock_key(job_id)):
+        current = await collection.get(job_id)
+        if current is None or current.distillation is None:
+            raise InvalidTransition(f"No job {job_id!r} with a distillation.")
+        distillation = msgspec.structs.replace(current.distillation, **changes)
+        updated = msgspec.structs.replace(current, distillation=distillation, updated_at=now())
+        await collection.save(updated)
+    return updated
+
+
+@asynccontextmanager
+async def job_locked(redis: Redis, job_id: str) -> AsyncIterator[None]:
+    """Hold the job's lock (the one `transition` and `update` take) for a change of several
+    records at once, such as a distillation's hand-over to training."""
+    async with redis_lock(redis, _lock_key(job_id)):
+        yield
 
 
 async def record(

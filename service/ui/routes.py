@@ -31,6 +31,7 @@ from service.evaluations.records import Answer, Row
 from service.evaluations.runner import evaluations, load_rows
 from service.inference.aliases import list_aliases
 from service.jobs import events as timeline
+from service.jobs.records import DistillationOut
 from service.jobs.transitions import jobs
 from service.ui.drawing import Span, loss_chart, word_diff
 from service.ui.sessions import (
@@ -287,6 +288,7 @@ async def job_page(
         chart=loss_chart(metrics.data),
         evaluations=evaluation_page.data,
         shutdown=resources.models.shutdown(job.fine_tuned_model or job.model, job.model),
+        distillation=None if job.distillation is None else DistillationOut.of(job),
     )
 
 

@@ -39,6 +39,12 @@ def stats(sandbox: httpx.Client) -> dict[str, int]:
     return counts
 
 
+def chat_prompts(sandbox: httpx.Client, model: str) -> dict[str, int]:
+    """How often the sandbox answered `model` each prompt (by its last user message)."""
+    asked: dict[str, dict[str, int]] = sandbox.get("/sandbox/stats").json()["chat_prompts"]
+    return asked.get(model, {})
+
+
 def add_fault(sandbox: httpx.Client, **rule: object) -> None:
     """Inject a fault (`path_prefix`, `method`, `status`, `count`, `delay`, `retry_after`)."""
     response = sandbox.post("/sandbox/faults", json=rule)

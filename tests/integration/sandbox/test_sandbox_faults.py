@@ -68,7 +68,7 @@ def test_clearing_faults_and_stats(sandbox: httpx.Client) -> None:
     assert sandbox.get("/v1/models").status_code == 200
 
     sandbox.delete("/sandbox/stats").raise_for_status()
-    assert sandbox.get("/sandbox/stats").json() == {"requests": {}, "total": 0}
+    assert sandbox.get("/sandbox/stats").json() == {"requests": {}, "total": 0, "chat_prompts": {}}
 
 
 def test_unknown_routes_answer_in_openai_shape(sandbox: httpx.Client) -> None:
