@@ -43,7 +43,10 @@ class PollState:
     """What a poll pass tells the loop that runs it (in the same process, at once)."""
 
     next_finish: dict[str, float] = field(default_factory=dict)
-    """Provider → the earliest time one of its active jobs is expected to finish."""
+    """Provider → the earliest time one of its active jobs is expected to finish (or the last
+    pass's start, when that pass left running jobs' events to read)."""
+    started: dict[str, float] = field(default_factory=dict)
+    """Provider → when its last pass started."""
 
 
 @dataclass

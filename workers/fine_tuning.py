@@ -53,9 +53,13 @@ STATUS_MAP: dict[str, JobStatus] = {
     "cancelled": "cancelled",
 }
 STUCK_STATUSES = frozenset({"validating_files", "queued"})
-# The earliest a poll pass follows the one before, however soon a job is expected to finish:
-# each pass costs the list's pages.
+# The earliest a poll pass starts after the one before started, however soon a job is expected
+# to finish: each pass costs the list's pages.
 MIN_POLL_SECONDS = 1.0
+# How long into a pass running jobs' events are still read (those left wait for the next pass,
+# which then comes soon): reading a thousand jobs' events must not hold up the pass after it,
+# which sees the jobs that ended meanwhile.
+EVENTS_BUDGET_SECONDS = 1.0
 # Estimated finishes are whole seconds, and late: look this long after one.
 _FINISH_MARGIN = 1.0
 _LOOKUP_PAGES = 20
@@ -430,10 +434,15 @@ async def poll_provider(w: WorkerContext, provider: str) -> int:
     active job was seen or the page is older than the oldest of them: the cost grows with pages,
     not with jobs. Only a job that ended costs more calls (its events, checkpoints and result
     file), and a running one its new events, at most once per poll interval. The jobs are
-    mirrored concurrently, `w.poll_concurrency` at a time. The earliest finish the upstream
-    expects of a job still active is kept for the loop's next pass (`w.polling.next_finish`).
+    mirrored concurrently, `w.poll_concurrency` at a time: those that ended first, the earliest
+    ended first; then the running ones whose events are due, the least recently read first, for
+    `EVENTS_BUDGET_SECONDS` (the rest are read by the next passes). The earliest finish the
+    upstream expects of a job still active is kept for the loop's next pass
+    (`w.polling.next_finish`).
     """
+    started = time.perf_counter()
     w.polling.next_finish.pop(provider, None)
+    w.polling.started[provider] = time.time()
     active, events_read = await _active_jobs(w, provider)
     if not active:
         return 0
@@ -444,14 +453,24 @@ async def poll_provider(w: WorkerContext, provider: str) -> int:
         seen, calls = await _listed(client, active)
     poll = _Pass(w, client, seen, events_read, calls=calls)
 
-    def ending(job: Job) -> bool:
+    def order(job: Job) -> tuple[int, float]:
         upstream = seen.get(job.upstream_job_id or "")
-        return upstream is not None and _ends(job, upstream)
+        if upstream is not None and _ends(job, upstream):
+            return 0, float(upstream.finished_at or 0)
+        return 1, events_read.get(job.id, 0.0)
 
-    # The jobs that end go first: theirs is the news that callers wait for.
-    await asyncio.gather(*(poll.one(job) for job in sorted(active, key=ending, reverse=True)))
+    # The jobs that end go first, those waiting longest first: theirs is the news that callers
+    # wait for. The semaphore lets them in in this order.
+    await asyncio.gather(*(poll.one(job) for job in sorted(active, key=order)))
     await poll.save(provider)
-    log.info("job.polled", provider=provider, jobs=len(active), calls=poll.calls)
+    log.info(
+        "job.polled",
+        provider=provider,
+        jobs=len(active),
+        ended=len(poll.ended),
+        calls=poll.calls,
+        seconds=round(time.perf_counter() - started, 3),
+    )
     return poll.calls
 
 
@@ -518,6 +537,8 @@ class _Pass:
         self.calls = calls
         self.limit = asyncio.Semaphore(max(1, w.poll_concurrency))
         self.now = time.time()
+        self.events_until = time.perf_counter() + EVENTS_BUDGET_SECONDS
+        self.events_left = False
         self.finishes: list[float] = []
         self.read: dict[str, float] = {}
         self.ended: list[str] = []
@@ -549,6 +570,8 @@ class _Pass:
             upstream.status == "running"
             and _events_due(self.w, self.events_read.get(job.id), self.now)
         )
+        if details and not ends and time.perf_counter() > self.events_until:
+            details, self.events_left = False, True
         results = ends and upstream.status == "succeeded" and bool(upstream.result_files)
         self.calls += int(details) + int(ends) + int(results)
         job = await mirror(self.w, job, upstream, details=details)
@@ -567,6 +590,8 @@ class _Pass:
                 if self.ended:
                     pipe.zrem(events_read_key(provider), *self.ended)
                 await pipe.execute()
+        if self.events_left:
+            self.finishes.append(self.now)  # come back as soon as a pass may
         if self.finishes:
             self.w.polling.next_finish[provider] = min(self.finishes)
 
@@ -580,13 +605,17 @@ def _events_due(w: WorkerContext, last_read: float | None, now: float) -> bool:
 
 def next_pass_in(w: WorkerContext, provider: str) -> float:
     """Seconds until the provider's next poll pass: the poll interval (with jitter), or sooner
-    when the upstream expects a job to finish before that, so its end is seen when it comes."""
+    when the upstream expects a job to finish before that, so its end is seen when it comes
+    (but not sooner than `MIN_POLL_SECONDS` after the last pass started: a long pass is not
+    followed by a wait on top of it)."""
     delay = w.poll_delay()
     expected = w.polling.next_finish.get(provider)
     if expected is not None:
+        moment = time.time()
         floor = min(MIN_POLL_SECONDS, w.settings.poll_interval)
-        delay = min(delay, max(floor, expected - time.time()))
-    return delay
+        earliest = w.polling.started.get(provider, moment) + floor
+        delay = min(delay, max(earliest, expected) - moment)
+    return max(0.0, delay)
 
 
 async def notice_if_stuck(w: WorkerContext, job: Job) -> None:
