@@ -65,8 +65,6 @@ class WorkerContext:
     retry_base: float = 2.0
     retry_cap: float = 300.0
     poll_jitter: float = 0.2
-    # Jobs of one poll pass mirrored at once (each makes a few upstream calls).
-    poll_concurrency: int = 32
     # Locks outlive the function that holds them (its timeout), so a live holder never loses
     # one; a dead holder's lock expires and the step runs again.
     create_lock_ms: int = 90_000

@@ -434,10 +434,10 @@ async def poll_provider(w: WorkerContext, provider: str) -> int:
     active job was seen or the page is older than the oldest of them: the cost grows with pages,
     not with jobs. Only a job that ended costs more calls (its events, checkpoints and result
     file), and a running one its new events, at most once per poll interval. The jobs are
-    mirrored concurrently, `w.poll_concurrency` at a time: those that ended first, the earliest
-    ended first; then the running ones whose events are due, the least recently read first, for
-    `EVENTS_BUDGET_SECONDS` (the rest are read by the next passes). The earliest finish the
-    upstream expects of a job still active is kept for the loop's next pass
+    mirrored concurrently, `settings.poll_concurrency` at a time: those that ended first, the
+    earliest ended first; then the running ones whose events are due, the least recently read
+    first, for `EVENTS_BUDGET_SECONDS` (the rest are read by the next passes). The earliest
+    finish the upstream expects of a job still active is kept for the loop's next pass
     (`w.polling.next_finish`).
     """
     started = time.perf_counter()
@@ -535,7 +535,7 @@ class _Pass:
     ) -> None:
         self.w, self.client, self.seen, self.events_read = w, client, seen, events_read
         self.calls = calls
-        self.limit = asyncio.Semaphore(max(1, w.poll_concurrency))
+        self.limit = asyncio.Semaphore(max(1, w.settings.poll_concurrency))
         self.now = time.time()
         self.events_until = time.perf_counter() + EVENTS_BUDGET_SECONDS
         self.events_left = False
