@@ -65,6 +65,10 @@ class WorkerContext:
     retry_base: float = 2.0
     retry_cap: float = 300.0
     poll_jitter: float = 0.2
+    # How long into a poll pass running jobs' events are still read (those left wait for the
+    # next pass, which then comes soon): reading a thousand jobs' events must not hold up the
+    # pass after it, which sees the jobs that ended meanwhile.
+    events_budget: float = 1.0
     # Locks outlive the function that holds them (its timeout), so a live holder never loses
     # one; a dead holder's lock expires and the step runs again.
     create_lock_ms: int = 90_000

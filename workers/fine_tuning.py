@@ -56,10 +56,6 @@ STUCK_STATUSES = frozenset({"validating_files", "queued"})
 # The earliest a poll pass starts after the one before started, however soon a job is expected
 # to finish: each pass costs the list's pages.
 MIN_POLL_SECONDS = 1.0
-# How long into a pass running jobs' events are still read (those left wait for the next pass,
-# which then comes soon): reading a thousand jobs' events must not hold up the pass after it,
-# which sees the jobs that ended meanwhile.
-EVENTS_BUDGET_SECONDS = 1.0
 # Estimated finishes are whole seconds, and late: look this long after one.
 _FINISH_MARGIN = 1.0
 _LOOKUP_PAGES = 20
@@ -436,7 +432,7 @@ async def poll_provider(w: WorkerContext, provider: str) -> int:
     file), and a running one its new events, at most once per poll interval. The jobs are
     mirrored concurrently, `settings.poll_concurrency` at a time: those that ended first, the
     earliest ended first; then the running ones whose events are due, the least recently read
-    first, for `EVENTS_BUDGET_SECONDS` (the rest are read by the next passes). The earliest
+    first, for `w.events_budget` seconds (the rest are read by the next passes). The earliest
     finish the upstream expects of a job still active is kept for the loop's next pass
     (`w.polling.next_finish`).
     """
@@ -537,7 +533,7 @@ class _Pass:
         self.calls = calls
         self.limit = asyncio.Semaphore(max(1, w.settings.poll_concurrency))
         self.now = time.time()
-        self.events_until = time.perf_counter() + EVENTS_BUDGET_SECONDS
+        self.events_until = time.perf_counter() + w.events_budget
         self.events_left = False
         self.finishes: list[float] = []
         self.read: dict[str, float] = {}
