@@ -65,9 +65,9 @@ class WorkerContext:
     retry_base: float = 2.0
     retry_cap: float = 300.0
     poll_jitter: float = 0.2
-    # How long into a poll pass running jobs' events are still read (those left wait for the
-    # next pass, which then comes soon): reading a thousand jobs' events must not hold up the
-    # pass after it, which sees the jobs that ended meanwhile.
+    # How long into a poll pass running jobs' events are still read when a job is expected to
+    # end before the next pass of the usual rhythm (those left are read by the passes after):
+    # reading a thousand jobs' events must not hold up the pass that sees that end.
     events_budget: float = 1.0
     # Locks outlive the function that holds them (its timeout), so a live holder never loses
     # one; a dead holder's lock expires and the step runs again.

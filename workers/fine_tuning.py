@@ -7,6 +7,7 @@ import base64
 import binascii
 import csv
 import io
+import math
 import secrets
 import time
 from typing import Any
@@ -432,8 +433,9 @@ async def poll_provider(w: WorkerContext, provider: str) -> int:
     file), and a running one its new events, at most once per poll interval. The jobs are
     mirrored concurrently, `settings.poll_concurrency` at a time: those that ended first, the
     earliest ended first; then the running ones whose events are due, the least recently read
-    first, for `w.events_budget` seconds (the rest are read by the next passes). The earliest
-    finish the upstream expects of a job still active is kept for the loop's next pass
+    first: all of them, or for `w.events_budget` seconds when a job is expected to end before the
+    next pass of the usual rhythm (the rest are read by the next passes). The earliest finish
+    the upstream expects of a job still active is kept for the loop's next pass
     (`w.polling.next_finish`).
     """
     started = time.perf_counter()
@@ -464,6 +466,7 @@ async def poll_provider(w: WorkerContext, provider: str) -> int:
         provider=provider,
         jobs=len(active),
         ended=len(poll.ended),
+        events_left=poll.events_left,
         calls=poll.calls,
         seconds=round(time.perf_counter() - started, 3),
     )
@@ -534,10 +537,25 @@ class _Pass:
         self.limit = asyncio.Semaphore(max(1, w.settings.poll_concurrency))
         self.now = time.time()
         self.events_until = time.perf_counter() + w.events_budget
-        self.events_left = False
+        if not self._end_expected_soon():
+            self.events_until = math.inf  # no end to wait for: read every due job's events
+        self.events_left = 0
         self.finishes: list[float] = []
         self.read: dict[str, float] = {}
         self.ended: list[str] = []
+
+    def _end_expected_soon(self) -> bool:
+        """Whether the upstream expects one of the jobs to finish before the next pass of the
+        usual rhythm: that pass then comes sooner, and must not wait for running jobs' events
+        (those the budget leaves are read by the passes after it, the least recently read
+        first). Without one, a pass reads every due job's events, however long that takes."""
+        before = self.now + self.w.settings.poll_interval
+        expected = (
+            u.estimated_finish + _FINISH_MARGIN
+            for u in self.seen.values()
+            if u.estimated_finish is not None and STATUS_MAP.get(u.status) not in TERMINAL
+        )
+        return any(self.now < moment < before for moment in expected)
 
     async def one(self, job: Job) -> None:
         """Mirror `job` from its upstream job (read on its own when the list had not it)."""
@@ -567,7 +585,8 @@ class _Pass:
             and _events_due(self.w, self.events_read.get(job.id), self.now)
         )
         if details and not ends and time.perf_counter() > self.events_until:
-            details, self.events_left = False, True
+            details = False  # still due: among the first read by the next pass
+            self.events_left += 1
         results = ends and upstream.status == "succeeded" and bool(upstream.result_files)
         self.calls += int(details) + int(ends) + int(results)
         job = await mirror(self.w, job, upstream, details=details)
@@ -586,8 +605,6 @@ class _Pass:
                 if self.ended:
                     pipe.zrem(events_read_key(provider), *self.ended)
                 await pipe.execute()
-        if self.events_left:
-            self.finishes.append(self.now)  # come back as soon as a pass may
         if self.finishes:
             self.w.polling.next_finish[provider] = min(self.finishes)
 

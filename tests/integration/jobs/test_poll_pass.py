@@ -1,6 +1,6 @@
 """One poll pass under load: running jobs' events wait for a later pass when the pass is out of
-time for them, and the pass after a long one comes at once. The sandbox's clock moves only when
-the test says so."""
+time for them before an expected end, and the pass after a long one comes at once. The sandbox's
+clock moves only when the test says so."""
 
 from __future__ import annotations
 
@@ -38,7 +38,29 @@ async def _upstream(w: WorkerContext, ids: list[str]) -> None:
         await fine_tuning.create_upstream_job(w, job_id)
 
 
-def test_running_jobs_events_left_by_a_pass_out_of_time_are_read_by_the_next_at_once(
+def _events_read_by_two_passes(
+    settings: Settings, ids: list[str], sandbox: httpx.Client, clocked_sandbox: ClockedSandbox
+) -> tuple[dict[str, int], dict[str, int]]:
+    """The sandbox's request counts of a pass with no time for running jobs' events (their
+    upstream jobs expected to finish in about 28 s), and of a pass after it with time."""
+
+    async def scenario() -> tuple[dict[str, int], dict[str, int]]:
+        async with worker_context(settings, events_budget=0.0) as w:
+            await _upstream(w, ids)
+            clocked_sandbox.advance(2.5)  # every upstream job is running now
+            await asyncio.to_thread(sandbox.delete, "/sandbox/stats")
+            await fine_tuning.poll_provider(w, "sandbox")
+            assert {j.status for j in await jobs(w.redis).get_many(ids) if j} == {"running"}
+            first = await asyncio.to_thread(stats, sandbox)
+            w.events_budget = 60.0
+            await asyncio.to_thread(sandbox.delete, "/sandbox/stats")
+            await fine_tuning.poll_provider(w, "sandbox")
+            return first, await asyncio.to_thread(stats, sandbox)
+
+    return asyncio.run(scenario())
+
+
+def test_a_pass_out_of_time_before_an_expected_end_leaves_running_jobs_events_to_the_next(
     client: httpx.Client,
     dataset: str,
     settings: Settings,
@@ -46,26 +68,23 @@ def test_running_jobs_events_left_by_a_pass_out_of_time_are_read_by_the_next_at_
     clocked_sandbox: ClockedSandbox,
 ) -> None:
     ids = [create_job(client, dataset)["id"] for _ in range(3)]
+    # The ends are expected before the next pass of the usual rhythm (60 s).
+    first, second = _events_read_by_two_passes(settings, ids, sandbox, clocked_sandbox)
+    assert EVENTS not in first, first
+    assert second[EVENTS] == len(ids), second
 
-    async def scenario() -> tuple[dict[str, int], float, dict[str, int]]:
-        async with worker_context(settings, events_budget=0.0) as w:
-            await _upstream(w, ids)
-            clocked_sandbox.advance(2.5)  # every upstream job is running now
-            await asyncio.to_thread(sandbox.delete, "/sandbox/stats")
-            await fine_tuning.poll_provider(w, "sandbox")
-            assert {j.status for j in await jobs(w.redis).get_many(ids) if j} == {"running"}
-            out_of_time = await asyncio.to_thread(stats, sandbox)
-            delay = fine_tuning.next_pass_in(w, "sandbox")
-            w.events_budget = 60.0
-            await asyncio.to_thread(sandbox.delete, "/sandbox/stats")
-            await fine_tuning.poll_provider(w, "sandbox")
-            return out_of_time, delay, await asyncio.to_thread(stats, sandbox)
 
-    out_of_time, delay, in_time = asyncio.run(scenario())
-    assert EVENTS not in out_of_time, out_of_time
-    # Not the poll interval (60 s): at most the floor after the pass that left them.
-    assert delay <= fine_tuning.MIN_POLL_SECONDS
-    assert in_time[EVENTS] == len(ids), in_time
+def test_a_pass_with_no_end_expected_before_the_next_reads_every_due_jobs_events(
+    client: httpx.Client,
+    dataset: str,
+    settings: Settings,
+    sandbox: httpx.Client,
+    clocked_sandbox: ClockedSandbox,
+) -> None:
+    ids = [create_job(client, dataset)["id"] for _ in range(3)]
+    every_10s = msgspec.structs.replace(settings, poll_interval=10)
+    first, _ = _events_read_by_two_passes(every_10s, ids, sandbox, clocked_sandbox)
+    assert first[EVENTS] == len(ids), first
 
 
 def test_the_pass_after_a_long_one_starts_at_once_when_a_job_is_due_to_finish(
