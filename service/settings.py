@@ -39,6 +39,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     providers: tuple[ProviderSettings, ...] = ()
     openai_webhook_secret: str | None = None
     poll_interval: float = 10.0
+    # Jobs of one poll pass mirrored at once, each with up to three upstream reads in flight.
+    # More only pays for an upstream far away: near, the worker's CPU is the limit, and every
+    # extra connection in the client's pool costs each request a look at it.
+    poll_concurrency: int = 8
     stuck_after: float = 3600.0
     webhook_timeout: float = 15.0
     webhook_retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
@@ -103,6 +107,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             providers=providers,
             openai_webhook_secret=env.get("OPENAI_WEBHOOK_SECRET") or None,
             poll_interval=float(env.get("BURRO_POLL_INTERVAL", "10")),
+            poll_concurrency=_parse_concurrency(env.get("BURRO_POLL_CONCURRENCY", "8")),
             stuck_after=float(env.get("BURRO_STUCK_AFTER", "3600")),
             webhook_timeout=float(env.get("BURRO_WEBHOOK_TIMEOUT", "15")),
             webhook_retry_schedule=_parse_schedule(env.get("BURRO_WEBHOOK_RETRY_SCHEDULE")),
@@ -141,6 +146,13 @@ def _parse_price(raw: str) -> float:
     if not price >= 0:  # also refuses nan
         raise ValueError(f"BURRO_TRAINER_USD_PER_HOUR must be a price of 0 or more, not {raw!r}")
     return price
+
+
+def _parse_concurrency(raw: str) -> int:
+    concurrency = int(raw)
+    if concurrency < 1:
+        raise ValueError(f"BURRO_POLL_CONCURRENCY must be 1 or more, not {raw!r}")
+    return concurrency
 
 
 def _parse_api_keys(raw: str) -> tuple[tuple[str, str], ...]:

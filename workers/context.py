@@ -45,7 +45,10 @@ class PollState:
     """What a poll pass tells the loop that runs it (in the same process, at once)."""
 
     next_finish: dict[str, float] = field(default_factory=dict)
-    """Provider → the earliest time one of its active jobs is expected to finish."""
+    """Provider → the earliest time one of its active jobs is expected to finish (or the last
+    pass's start, when that pass left running jobs' events to read)."""
+    started: dict[str, float] = field(default_factory=dict)
+    """Provider → when its last pass started."""
 
 
 @dataclass
@@ -64,8 +67,10 @@ class WorkerContext:
     retry_base: float = 2.0
     retry_cap: float = 300.0
     poll_jitter: float = 0.2
-    # Jobs of one poll pass mirrored at once (each makes a few upstream calls).
-    poll_concurrency: int = 32
+    # How long into a poll pass running jobs' events are still read when a job is expected to
+    # end before the next pass of the usual rhythm (those left are read by the passes after):
+    # reading a thousand jobs' events must not hold up the pass that sees that end.
+    events_budget: float = 1.0
     # Locks outlive the function that holds them (its timeout), so a live holder never loses
     # one; a dead holder's lock expires and the step runs again.
     create_lock_ms: int = 90_000

@@ -7,6 +7,7 @@ import base64
 import binascii
 import csv
 import io
+import math
 import secrets
 import time
 from typing import Any
@@ -53,8 +54,8 @@ STATUS_MAP: dict[str, JobStatus] = {
     "cancelled": "cancelled",
 }
 STUCK_STATUSES = frozenset({"validating_files", "queued"})
-# The earliest a poll pass follows the one before, however soon a job is expected to finish:
-# each pass costs the list's pages.
+# The earliest a poll pass starts after the one before started, however soon a job is expected
+# to finish: each pass costs the list's pages.
 MIN_POLL_SECONDS = 1.0
 # Estimated finishes are whole seconds, and late: look this long after one.
 _FINISH_MARGIN = 1.0
@@ -430,10 +431,16 @@ async def poll_provider(w: WorkerContext, provider: str) -> int:
     active job was seen or the page is older than the oldest of them: the cost grows with pages,
     not with jobs. Only a job that ended costs more calls (its events, checkpoints and result
     file), and a running one its new events, at most once per poll interval. The jobs are
-    mirrored concurrently, `w.poll_concurrency` at a time. The earliest finish the upstream
-    expects of a job still active is kept for the loop's next pass (`w.polling.next_finish`).
+    mirrored concurrently, `settings.poll_concurrency` at a time: those that ended first, the
+    earliest ended first; then the running ones whose events are due, the least recently read
+    first: all of them, or for `w.events_budget` seconds when a job is expected to end before the
+    next pass of the usual rhythm (the rest are read by the next passes). The earliest finish
+    the upstream expects of a job still active is kept for the loop's next pass
+    (`w.polling.next_finish`).
     """
+    started = time.perf_counter()
     w.polling.next_finish.pop(provider, None)
+    w.polling.started[provider] = time.time()
     active, events_read = await _active_jobs(w, provider)
     if not active:
         return 0
@@ -444,14 +451,25 @@ async def poll_provider(w: WorkerContext, provider: str) -> int:
         seen, calls = await _listed(client, active)
     poll = _Pass(w, client, seen, events_read, calls=calls)
 
-    def ending(job: Job) -> bool:
+    def order(job: Job) -> tuple[int, float]:
         upstream = seen.get(job.upstream_job_id or "")
-        return upstream is not None and _ends(job, upstream)
+        if upstream is not None and _ends(job, upstream):
+            return 0, float(upstream.finished_at or 0)
+        return 1, events_read.get(job.id, 0.0)
 
-    # The jobs that end go first: theirs is the news that callers wait for.
-    await asyncio.gather(*(poll.one(job) for job in sorted(active, key=ending, reverse=True)))
+    # The jobs that end go first, those waiting longest first: theirs is the news that callers
+    # wait for. The semaphore lets them in in this order.
+    await asyncio.gather(*(poll.one(job) for job in sorted(active, key=order)))
     await poll.save(provider)
-    log.info("job.polled", provider=provider, jobs=len(active), calls=poll.calls)
+    log.info(
+        "job.polled",
+        provider=provider,
+        jobs=len(active),
+        ended=len(poll.ended),
+        events_left=poll.events_left,
+        calls=poll.calls,
+        seconds=round(time.perf_counter() - started, 3),
+    )
     return poll.calls
 
 
@@ -516,11 +534,28 @@ class _Pass:
     ) -> None:
         self.w, self.client, self.seen, self.events_read = w, client, seen, events_read
         self.calls = calls
-        self.limit = asyncio.Semaphore(max(1, w.poll_concurrency))
+        self.limit = asyncio.Semaphore(max(1, w.settings.poll_concurrency))
         self.now = time.time()
+        self.events_until = time.perf_counter() + w.events_budget
+        if not self._end_expected_soon():
+            self.events_until = math.inf  # no end to wait for: read every due job's events
+        self.events_left = 0
         self.finishes: list[float] = []
         self.read: dict[str, float] = {}
         self.ended: list[str] = []
+
+    def _end_expected_soon(self) -> bool:
+        """Whether the upstream expects one of the jobs to finish before the next pass of the
+        usual rhythm: that pass then comes sooner, and must not wait for running jobs' events
+        (those the budget leaves are read by the passes after it, the least recently read
+        first). Without one, a pass reads every due job's events, however long that takes."""
+        before = self.now + self.w.settings.poll_interval
+        expected = (
+            u.estimated_finish + _FINISH_MARGIN
+            for u in self.seen.values()
+            if u.estimated_finish is not None and STATUS_MAP.get(u.status) not in TERMINAL
+        )
+        return any(self.now < moment < before for moment in expected)
 
     async def one(self, job: Job) -> None:
         """Mirror `job` from its upstream job (read on its own when the list had not it)."""
@@ -549,6 +584,9 @@ class _Pass:
             upstream.status == "running"
             and _events_due(self.w, self.events_read.get(job.id), self.now)
         )
+        if details and not ends and time.perf_counter() > self.events_until:
+            details = False  # still due: among the first read by the next pass
+            self.events_left += 1
         results = ends and upstream.status == "succeeded" and bool(upstream.result_files)
         self.calls += int(details) + int(ends) + int(results)
         job = await mirror(self.w, job, upstream, details=details)
@@ -580,13 +618,17 @@ def _events_due(w: WorkerContext, last_read: float | None, now: float) -> bool:
 
 def next_pass_in(w: WorkerContext, provider: str) -> float:
     """Seconds until the provider's next poll pass: the poll interval (with jitter), or sooner
-    when the upstream expects a job to finish before that, so its end is seen when it comes."""
+    when the upstream expects a job to finish before that, so its end is seen when it comes
+    (but not sooner than `MIN_POLL_SECONDS` after the last pass started: a long pass is not
+    followed by a wait on top of it)."""
     delay = w.poll_delay()
     expected = w.polling.next_finish.get(provider)
     if expected is not None:
+        moment = time.time()
         floor = min(MIN_POLL_SECONDS, w.settings.poll_interval)
-        delay = min(delay, max(floor, expected - time.time()))
-    return delay
+        earliest = w.polling.started.get(provider, moment) + floor
+        delay = min(delay, max(earliest, expected) - moment)
+    return max(0.0, delay)
 
 
 async def notice_if_stuck(w: WorkerContext, job: Job) -> None:

@@ -243,7 +243,7 @@ def worker_settings(
 ) -> type:
     """arq's WorkerSettings class for `settings`; `options` override WorkerContext's knobs
     (upload_threshold, upload_part_bytes, max_tries, retry_base, retry_cap, poll_jitter,
-    poll_concurrency, evaluation_concurrency, evaluation_budget, evaluation_retry, today).
+    events_budget, evaluation_concurrency, evaluation_budget, evaluation_retry, today).
 
     `function_timeout` replaces every function's timeout (crash tests use a few seconds, so a
     killed worker's jobs run again soon); the locks scale with it.

@@ -75,3 +75,14 @@ def test_a_trainer_hour_is_free_unless_priced() -> None:
 def test_a_trainer_hour_price_below_zero_is_refused(price: str) -> None:
     with pytest.raises(ValueError, match="BURRO_TRAINER_USD_PER_HOUR"):
         Settings.from_env({"BURRO_TRAINER_USD_PER_HOUR": price})
+
+
+def test_a_poll_pass_mirrors_eight_jobs_at_once_unless_told() -> None:
+    assert Settings.from_env({}).poll_concurrency == 8
+    assert Settings.from_env({"BURRO_POLL_CONCURRENCY": "32"}).poll_concurrency == 32
+
+
+@pytest.mark.parametrize("concurrency", ["0", "-3"])
+def test_a_poll_concurrency_below_one_is_refused(concurrency: str) -> None:
+    with pytest.raises(ValueError, match="BURRO_POLL_CONCURRENCY"):
+        Settings.from_env({"BURRO_POLL_CONCURRENCY": concurrency})
