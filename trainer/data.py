@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from service.datasets.stored_lines import CHAT_LINE, PREFERENCE_LINE, StoredMessage
 from trainer.errors import InvalidTrainingData
 
 if TYPE_CHECKING:
@@ -77,41 +78,12 @@ class LabelledSet(msgspec.Struct, frozen=True):
     skipped: int  # examples with nothing left to learn after the cut
 
 
-class _Message(msgspec.Struct):
-    role: str
-    content: str | list[dict[str, Any]] | None = None
-    name: str | None = None
-    weight: int | None = None
-    tool_calls: list[Any] | None = None
-    tool_call_id: str | None = None
-
-
-class _ChatLine(msgspec.Struct):
-    messages: list[_Message]
-    tools: list[Any] | None = None
-
-
-class _PreferenceInput(msgspec.Struct):
-    messages: list[_Message]
-    tools: list[Any] | None = None
-
-
-class _PreferenceLine(msgspec.Struct):
-    input: _PreferenceInput
-    preferred_output: list[_Message]
-    non_preferred_output: list[_Message]
-
-
-_chat_line = msgspec.json.Decoder(_ChatLine)
-_preference_line = msgspec.json.Decoder(_PreferenceLine)
-
-
 def read_chat_file(path: Path) -> list[ChatExample]:
     """Each conversation of a chat JSONL file."""
     rows = []
     for number, line in _lines(path):
         try:
-            decoded = _chat_line.decode(line)
+            decoded = CHAT_LINE.decode(line)
         except msgspec.DecodeError as exc:
             raise InvalidTrainingData(f"{path.name} line {number}: {exc}") from exc
         messages = [_plain(m, path, number) for m in decoded.messages]
@@ -127,7 +99,7 @@ def read_preference_file(path: Path) -> list[PreferenceExample]:
     rows = []
     for number, line in _lines(path):
         try:
-            decoded = _preference_line.decode(line)
+            decoded = PREFERENCE_LINE.decode(line)
         except msgspec.DecodeError as exc:
             raise InvalidTrainingData(
                 f"{path.name} line {number} is not a preference example: {exc}"
@@ -227,7 +199,7 @@ def _render(
     return rendered
 
 
-def _plain(message: _Message, path: Path, number: int) -> Message:
+def _plain(message: StoredMessage, path: Path, number: int) -> Message:
     """A message as chat templates expect it: text content, no Burro-only keys."""
     content = message.content
     if isinstance(content, list):

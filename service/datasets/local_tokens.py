@@ -36,10 +36,10 @@ from typing import IO, Any
 
 import jinja2
 import jinja2.ext
-import msgspec
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
 
+from service.datasets.stored_lines import CHAT_LINE, PREFERENCE_LINE, StoredMessage
 from service.models import ModelInfo
 
 __all__ = [
@@ -346,35 +346,7 @@ def _compile(template: str) -> jinja2.Template:
 # --- The counter ------------------------------------------------------------------------------
 
 
-class _Message(msgspec.Struct):
-    role: str
-    content: str | list[dict[str, Any]] | None = None
-    name: str | None = None
-    tool_calls: list[Any] | None = None
-    tool_call_id: str | None = None
-
-
-class _Chat(msgspec.Struct):
-    messages: list[_Message]
-    tools: list[Any] | None = None
-
-
-class _PreferenceInput(msgspec.Struct):
-    messages: list[_Message]
-    tools: list[Any] | None = None
-
-
-class _Preference(msgspec.Struct):
-    input: _PreferenceInput
-    preferred_output: list[_Message]
-    non_preferred_output: list[_Message]
-
-
-_CHAT = msgspec.json.Decoder(_Chat)
-_PREFERENCE = msgspec.json.Decoder(_Preference)
-
-
-def _plain(message: _Message) -> Message:
+def _plain(message: StoredMessage) -> Message:
     """A message as the trainer hands it to the template (trainer/data.py `_plain`)."""
     content = message.content
     if isinstance(content, list):
@@ -444,11 +416,11 @@ class LocalTokenizer:
         return [n if isinstance(n, str) else sum(next(counts) for _ in range(n)) for n in per_line]
 
     def _rendering(self, line: bytes) -> list[str]:
-        chat = _CHAT.decode(line)
+        chat = CHAT_LINE.decode(line)
         return [self.render([_plain(m) for m in chat.messages], chat.tools)]
 
     def _renderings_preference(self, line: bytes) -> list[str]:
-        pref = _PREFERENCE.decode(line)
+        pref = PREFERENCE_LINE.decode(line)
         prompt = [_plain(m) for m in pref.input.messages]
         return [
             self.render(prompt + [_plain(m) for m in output], pref.input.tools)
