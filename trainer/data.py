@@ -212,14 +212,7 @@ def _plain(message: StoredMessage, path: Path, number: int) -> Message:
                 )
             parts.append(str(part.get("text", "")))
         content = "".join(parts)
-    plain: Message = {"role": message.role, "content": content or ""}
-    if message.name is not None:
-        plain["name"] = message.name
-    if message.tool_calls is not None:
-        plain["tool_calls"] = message.tool_calls
-    if message.tool_call_id is not None:
-        plain["tool_call_id"] = message.tool_call_id
-    return plain
+    return message.for_template(content or "")
 
 
 def _lines(path: Path) -> Iterator[tuple[int, bytes]]:

@@ -352,14 +352,7 @@ def _plain(message: StoredMessage) -> Message:
     if isinstance(content, list):
         # Text parts joined; the trainer refuses other parts, which count nothing here.
         content = "".join(str(p.get("text", "")) for p in content if p.get("type") == "text")
-    plain: Message = {"role": message.role, "content": content or ""}
-    if message.name is not None:
-        plain["name"] = message.name
-    if message.tool_calls is not None:
-        plain["tool_calls"] = message.tool_calls
-    if message.tool_call_id is not None:
-        plain["tool_call_id"] = message.tool_call_id
-    return plain
+    return message.for_template(content or "")
 
 
 # What rendering a template may raise on an example: its own `raise_exception`, the sandbox,

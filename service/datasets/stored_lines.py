@@ -8,7 +8,17 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["CHAT_LINE", "PREFERENCE_LINE", "ChatLine", "PreferenceLine", "StoredMessage"]
+__all__ = [
+    "CHAT_LINE",
+    "PREFERENCE_LINE",
+    "ChatLine",
+    "PreferenceLine",
+    "StoredMessage",
+    "TemplateMessage",
+]
+
+TemplateMessage = dict[str, Any]
+"""A message as a chat template takes it (what transformers' `apply_chat_template` renders)."""
 
 
 class StoredMessage(msgspec.Struct):
@@ -18,6 +28,18 @@ class StoredMessage(msgspec.Struct):
     weight: int | None = None
     tool_calls: list[Any] | None = None
     tool_call_id: str | None = None
+
+    def for_template(self, text: str) -> TemplateMessage:
+        """The message as a chat template takes it, with `text` as its content (the caller
+        decides what a list of parts becomes)."""
+        plain: TemplateMessage = {"role": self.role, "content": text}
+        if self.name is not None:
+            plain["name"] = self.name
+        if self.tool_calls is not None:
+            plain["tool_calls"] = self.tool_calls
+        if self.tool_call_id is not None:
+            plain["tool_call_id"] = self.tool_call_id
+        return plain
 
 
 class ChatLine(msgspec.Struct):

@@ -19,8 +19,6 @@ Nothing else of the request (no key, no headers, no other parameters).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections import deque
 from typing import NamedTuple
@@ -29,6 +27,7 @@ import msgspec
 import structlog
 from redis.asyncio import Redis
 
+from service.flushing import BackgroundFlush
 from service.store import PREFIX
 
 log = structlog.get_logger("burro.captures")
@@ -156,17 +155,15 @@ class _Pending(NamedTuple):
     stream: bool
 
 
-class CaptureRecorder:
+class CaptureRecorder(BackgroundFlush):
     """Takes answered requests of capturing aliases off the chat path and stores them in the
     background (one per process, like the usage meter)."""
 
     def __init__(self, interval: float = FLUSH_INTERVAL, max_pending: int = MAX_PENDING) -> None:
-        self.interval = interval
+        super().__init__(interval)
         self.max_pending = max_pending
         self._pending: deque[_Pending] = deque()
         self._pending_bytes = 0
-        self._redis: Redis | None = None
-        self._task: asyncio.Task[None] | None = None
         self.dropped = 0
 
     def record(
@@ -194,14 +191,7 @@ class CaptureRecorder:
             _Pending(captures_key(tenant, alias), limits, body, answer, model, stream)
         )
         self._pending_bytes += size
-        if self._task is None:
-            self._redis = redis
-            self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            await self.flush()
+        self._start(redis)
 
     async def flush(self) -> None:
         """Store what is waiting; on a Redis failure it is dropped (capture is best effort:
@@ -232,15 +222,6 @@ class CaptureRecorder:
                 await pipe.execute()
         except Exception:
             log.warning("capture.flush_failed", exchanges=len(batch), exc_info=True)
-
-    async def close(self) -> None:
-        """Stop the background writes and store what is left."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        await self.flush()
 
 
 # --- Reading ---------------------------------------------------------------------------------

@@ -13,8 +13,6 @@ spend of the months the range covers (`service.jobs.quotas`).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime
 import time
 from typing import Literal
@@ -24,6 +22,7 @@ import structlog
 from redis.asyncio import Redis
 
 from service.errors import BadRequest
+from service.flushing import BackgroundFlush
 from service.jobs.quotas import TrainingSpend, monthly_spend
 from service.models import ModelTable
 from service.store import PREFIX
@@ -41,15 +40,13 @@ def usage_key(tenant: str, day: str) -> str:
     return f"{PREFIX}:usage:{tenant}:{day}"
 
 
-class UsageMeter:
+class UsageMeter(BackgroundFlush):
     """Counts tokens in memory and flushes them to Redis in the background."""
 
     def __init__(self, interval: float = FLUSH_INTERVAL) -> None:
-        self.interval = interval
+        super().__init__(interval)
         # tenant, day, model, base → [requests, prompt tokens, completion tokens]
         self._counts: dict[_Key, list[int]] = {}
-        self._redis: Redis | None = None
-        self._task: asyncio.Task[None] | None = None
         self._day_until = 0.0
         self._day = ""
 
@@ -79,14 +76,7 @@ class UsageMeter:
             counts[0] += 1
             counts[1] += prompt_tokens
             counts[2] += completion_tokens
-        if self._task is None:
-            self._redis = redis
-            self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            await self.flush()
+        self._start(redis)
 
     async def flush(self) -> None:
         """Write what was counted since the last flush; on failure keep it for the next one."""
@@ -109,15 +99,6 @@ class UsageMeter:
                 kept[0] += requests
                 kept[1] += tokens_in
                 kept[2] += tokens_out
-
-    async def close(self) -> None:
-        """Stop the background flush and write what is left."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        await self.flush()
 
 
 # --- GET /v1/usage ---------------------------------------------------------------------------
