@@ -105,7 +105,9 @@ def localised(code: str, api: str, hook: str) -> str:
 def test_the_readme_walkthrough_runs_as_written(dev: tuple[str, str], tmp_path: Path) -> None:
     api, hook = dev
     blocks = walkthrough_blocks(README.read_text())
-    env = {**os.environ, "UV_PROJECT": str(ROOT), "PATH": os.environ["PATH"]}
+    # UV_NO_SYNC: the README's `uv run` uses the environment `make test` installed; a test never
+    # installs anything itself.
+    env = {**os.environ, "UV_PROJECT": str(ROOT), "UV_NO_SYNC": "1", "PATH": os.environ["PATH"]}
     uv()
     receiver_path = tmp_path / "receiver.log"
     receiver_log = receiver_path.open("w")
@@ -160,7 +162,7 @@ def test_a_refused_step_stops_with_burros_problem_detail(tmp_path: Path) -> None
         '"status": 422, "detail": "The dataset has 1 error(s); nothing was stored."}'
     )
     script = f"{definition}\nDATASET=$(echo '{problem}' | burro_id) && echo \"got $DATASET\""
-    env = {**os.environ, "UV_PROJECT": str(ROOT)}
+    env = {**os.environ, "UV_PROJECT": str(ROOT), "UV_NO_SYNC": "1"}
     run = subprocess.run(
         ["bash", "-c", script],
         check=False,

@@ -423,8 +423,8 @@ def chromium_binary() -> str:
     binary = find_chromium()
     if binary is None:
         pytest.skip(
-            "headless Chromium is not installed: `make browser` installs Debian's chromium "
-            "(as root, with apt-get)"
+            "headless Chromium is not installed: the make target `make browser` installs "
+            "Debian's chromium package (it needs root)"
         )
     return binary
 
