@@ -72,16 +72,6 @@ def checkpoint_model(model: str, step: int) -> str:
     return f"{model}:ckpt-step-{step}"
 
 
-def job_of_model(model: str) -> str | None:
-    """The job id in a local model name (with or without `:ckpt-step-N`); None otherwise."""
-    parts = model.split(":")
-    if parts and parts[-1].startswith("ckpt-step-"):
-        parts = parts[:-1]
-    if len(parts) != 5 or parts[0] != "ft":
-        return None
-    return parts[4] or None
-
-
 async def current_attempt(redis: Redis, job_id: str) -> int:
     """The number of the job's latest attempt (0: never queued)."""
     raw = await redis.get(_attempt_key(job_id))
