@@ -65,9 +65,8 @@ async def watch(w: WorkerContext) -> int:
     """Queue the next attempt of every local job that nobody trains and nothing will: its
     trainer stopped renewing the lease, or its queued attempt expired. Returns how many."""
     requeued = 0
-    for job_id, job in zip(
-        ids := await local.active_jobs(w.redis), await jobs(w.redis).get_many(ids), strict=True
-    ):
+    ids = await local.active_jobs(w.redis)
+    for job_id, job in zip(ids, await jobs(w.redis).get_many(ids), strict=True):
         if job is None or job.status in TERMINAL:
             await local.finished(w.redis, job_id)
             continue
